@@ -1,0 +1,39 @@
+"""One root exception; the CLI turns each into a single `error:` line and an exit code."""
+
+
+class EnvpackError(Exception):
+    """Anything a user can cause. The message is one line saying what is wrong and what to do."""
+
+    exit_code = 1
+
+
+class LockError(EnvpackError):
+    """The lock file is missing, invalid, or lacks the requested environment or platform."""
+
+
+class UnsupportedEntryError(EnvpackError):
+    """The lock holds entries envpack cannot ship (source packages, sdists, …)."""
+
+
+class FetchError(EnvpackError):
+    """A download failed for good (404, retries exhausted, …)."""
+
+
+class HashMismatchError(FetchError):
+    """Bytes did not match the hash the lock or manifest promised."""
+
+
+class ArchiveError(EnvpackError):
+    """The archive is corrupt, unsafe, or of an unknown format."""
+
+
+class IncompatibleTargetError(EnvpackError):
+    """The archive was made for another platform or needs a newer glibc."""
+
+
+class InstallError(EnvpackError):
+    """Linking the environment failed."""
+
+
+class OutputError(EnvpackError):
+    """The destination cannot be written (exists, unwritable, disk full)."""
