@@ -1,0 +1,162 @@
+"""The archive container: a deterministic tar, zstd or plain, and a safe streaming reader.
+
+Writing is reproducible (sorted by the caller, mtime 0, uid/gid 0, fixed modes, no user
+names). Reading never seeks back, so it works on pipes, and every member is checked before a
+single byte of it is used.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO, Literal
+
+import zstandard
+
+from envpack.errors import ArchiveError
+
+Compression = Literal["zstd", "none"]
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+DEFAULT_LEVEL = 3
+_FILE_MODE = 0o644
+_COPY_CHUNK = 1 << 20
+
+
+class ArchiveWriter:
+    """Append members to a tar stream. The caller decides the order; the bytes are stable."""
+
+    def __init__(
+        self, out: BinaryIO, compression: Compression = "zstd", level: int = DEFAULT_LEVEL
+    ) -> None:
+        self._zstd: zstandard.ZstdCompressionWriter | None = None
+        sink: IO[bytes] = out
+        if compression == "zstd":
+            # write_checksum: a flipped byte anywhere in the payload fails decompression.
+            # threads=-1 keeps multi-threaded mode on every machine, whose output does not
+            # depend on the worker count, so archives stay byte-identical across hosts.
+            compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
+            self._zstd = compressor.stream_writer(out, closefd=False)
+            sink = self._zstd
+        self._tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self._tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+
+    def add_file(self, name: str, path: Path) -> None:
+        with path.open("rb") as fh:
+            size = fh.seek(0, io.SEEK_END)
+            fh.seek(0)
+            self._tar.addfile(_tarinfo(name, size), fh)
+
+    def close(self) -> None:
+        self._tar.close()
+        if self._zstd is not None:
+            self._zstd.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = _FILE_MODE
+    # Fixed metadata: nothing about the packing machine or moment leaks into the bytes.
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+@dataclass
+class Member:
+    """A regular file of the archive, readable once, in archive order."""
+
+    name: str
+    size: int
+    stream: IO[bytes]
+
+
+def check_member(info: tarfile.TarInfo) -> str:
+    """Return the member's normalised name, or raise if it is anything but a safe plain path.
+
+    Archives come from anywhere and we often run as root: a member that is absolute, climbs
+    with `..`, is a link (which could redirect a later write), a device, a FIFO, or carries
+    setuid/setgid bits is refused outright rather than sanitised.
+    """
+    name = info.name
+    if not name or "\x00" in name or "\\" in name:
+        raise ArchiveError(f"unsafe archive member {name!r}: invalid name")
+    if name.startswith("/") or posixpath.isabs(name):
+        raise ArchiveError(f"unsafe archive member {name!r}: absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts:
+        raise ArchiveError(f"unsafe archive member {name!r}: empty path")
+    if ".." in parts:
+        raise ArchiveError(f"unsafe archive member {name!r}: '..' component")
+    if info.issym() or info.islnk():
+        raise ArchiveError(f"unsafe archive member {name!r}: links are not allowed")
+    if not (info.isreg() or info.isdir()):
+        raise ArchiveError(f"unsafe archive member {name!r}: devices and FIFOs are not allowed")
+    if info.mode & 0o6000:
+        raise ArchiveError(f"unsafe archive member {name!r}: setuid/setgid bit set")
+    return "/".join(parts)
+
+
+class _Prefixed(io.RawIOBase):
+    """Replays bytes already read from a pipe, then reads on: sniffing without seeking."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def open_stream(raw: BinaryIO) -> IO[bytes]:
+    """Return the decompressed tar stream, choosing zstd or plain tar by magic bytes."""
+    head = raw.read(len(ZSTD_MAGIC))
+    stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=_COPY_CHUNK)
+    if head == ZSTD_MAGIC:
+        return zstandard.ZstdDecompressor().stream_reader(
+            stream, read_across_frames=True, closefd=False
+        )
+    return stream
+
+
+def iter_members(raw: BinaryIO) -> Iterator[Member]:
+    """Yield the archive's files in order; directories are skipped, anything unsafe raises."""
+    seen: set[str] = set()
+    try:
+        with tarfile.open(fileobj=open_stream(raw), mode="r|") as tar:
+            for info in tar:
+                name = check_member(info)
+                if name in seen:
+                    raise ArchiveError(f"archive member {name!r} appears twice")
+                seen.add(name)
+                if info.isdir():
+                    continue
+                stream = tar.extractfile(info)
+                if stream is None:  # pragma: no cover - regular files always have data
+                    raise ArchiveError(f"archive member {name!r} has no data")
+                yield Member(name=name, size=info.size, stream=stream)
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+        raise ArchiveError(f"archive is corrupt or truncated ({exc})") from None

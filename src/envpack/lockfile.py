@@ -1,0 +1,171 @@
+"""pixi.lock (v4–v7, parsed by py-rattler) → the Plan for one environment and platform."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import rattler
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from envpack.errors import LockError, UnsupportedEntryError
+from envpack.models import Artifact, Download, Plan
+from envpack.urls import redact
+
+LOCK_NAME = "pixi.lock"
+# Fields a repodata.json entry may not carry: they describe where a file was found.
+_LOCATION_FIELDS = ("fn", "url", "channel")
+
+
+def find_lock(path: Path) -> Path:
+    """Accept a lock file, or a project directory holding `pixi.lock`."""
+    lock = path / LOCK_NAME if path.is_dir() else path
+    if not lock.is_file():
+        raise LockError(f"no lock file at {lock}: run `pixi lock` first, or pass the lock's path")
+    return lock
+
+
+def load_lock(lock: Path) -> tuple[rattler.LockFile, bytes]:
+    try:
+        data = lock.read_bytes()
+    except OSError as exc:
+        raise LockError(f"cannot read {lock}: {exc.strerror}") from None
+    try:
+        return rattler.LockFile.from_path(lock), data
+    except Exception as exc:  # noqa: BLE001 - rattler raises its own zoo of types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LockError(f"{lock} is not a valid pixi.lock: {first}") from None
+
+
+def plan_lock(
+    lock: Path, environment: str, platform: str, *, ignore_pypi_non_wheel: bool = False
+) -> tuple[Plan, list[str]]:
+    """Read the lock and return the plan plus warnings (skipped entries)."""
+    lock_file, data = load_lock(lock)
+    env = lock_file.environment(environment)
+    if env is None:
+        names = ", ".join(sorted(name for name, _ in lock_file.environments())) or "none"
+        raise LockError(f"environment {environment!r} is not in {lock.name} (it has: {names})")
+    lock_platform = next((p for p in env.platforms() if p.name == platform), None)
+    if lock_platform is None:
+        names = ", ".join(sorted(p.name for p in env.platforms())) or "none"
+        raise LockError(
+            f"environment {environment!r} is not locked for platform {platform!r} "
+            f"(it is for: {names}); pick one with --platform"
+        )
+    downloads: list[Download] = []
+    unsupported: list[str] = []
+    skipped: list[str] = []
+    depends: list[str] = []
+    for package in env.packages(lock_platform) or []:
+        if isinstance(package, rattler.CondaLockedBinaryPackage):
+            download = _conda_download(package)
+            downloads.append(download)
+            depends.extend(download.record.get("depends", []))  # type: ignore[arg-type]
+        elif isinstance(package, rattler.PypiLockedPackage):
+            wheel = _wheel_download(package, lock.parent)
+            if wheel is not None:
+                downloads.append(wheel)
+            elif ignore_pypi_non_wheel:
+                skipped.append(f"{package.name} ({redact(package.location)})")
+            else:
+                unsupported.append(f"{package.name} ({redact(package.location)})")
+        else:
+            unsupported.append(f"{package.name} (conda source package {redact(package.location)})")
+    if unsupported:
+        raise UnsupportedEntryError(
+            "cannot pack entries that are not built artifacts: "
+            + ", ".join(unsupported)
+            + "; build them first, or skip PyPI source distributions with --ignore-pypi-non-wheel"
+        )
+    warnings = [f"skipping PyPI entry that is not a wheel: {s}" for s in skipped]
+    virtual = _virtual_from_platform([str(v) for v in lock_platform.virtual_packages])
+    virtual = virtual or _virtual_from_depends(depends)
+    plan = Plan(
+        environment=environment,
+        platform=platform,
+        lock_sha256=hashlib.sha256(data).hexdigest(),
+        virtual_packages=tuple(sorted(set(virtual))),
+        downloads=tuple(sorted(downloads, key=lambda d: d.artifact.path)),
+    )
+    return plan, warnings
+
+
+def _virtual_from_depends(depends: list[str]) -> list[str]:
+    # Older locks only imply the target's needs through the packages' own `__glibc >=x`.
+    return [d for d in depends if d.startswith("__")]
+
+
+def _virtual_from_platform(declared: list[str]) -> list[str]:
+    # Lock v7 declares what the target system provides (`__glibc=2.28`): as a requirement
+    # on the host that reads "at least that version".
+    specs = []
+    for entry in declared:
+        name, sep, version = entry.partition("=")
+        specs.append(f"{name} >={version.split('=')[0]}" if sep and version else name)
+    return specs
+
+
+def _conda_download(package: rattler.CondaLockedBinaryPackage) -> Download:
+    record = package.repo_data_record()
+    fields = json.loads(record.to_json())
+    for key in _LOCATION_FIELDS:
+        fields.pop(key, None)
+    artifact = Artifact(
+        kind="conda",
+        name=record.name.normalized,
+        version=str(record.version),
+        build=str(record.build),
+        filename=record.file_name,
+        subdir=record.subdir,
+        sha256=record.sha256.hex() if record.sha256 else None,
+        md5=record.md5.hex() if record.md5 else None,
+        size=record.size,
+    )
+    return Download(artifact=artifact, url=str(record.url), record=fields)
+
+
+def _wheel_download(package: rattler.PypiLockedPackage, lock_dir: Path) -> Download | None:
+    """A wheel to fetch, or None when the entry is an sdist, a VCS source or a directory."""
+    location = package.location
+    if location.startswith("direct+"):
+        location = location[len("direct+") :]
+    scheme = urlsplit(location).scheme
+    if scheme in ("http", "https", "file"):
+        url = location.split("#", 1)[0]
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    elif scheme == "" or len(scheme) == 1:  # a path; one letter would be a Windows drive
+        path = (lock_dir / location).resolve()
+        url = path.as_uri()
+        filename = path.name
+    else:
+        return None  # git+https and friends are sources, not wheels
+    if not filename.endswith(".whl"):
+        return None
+    try:
+        name, version, _, _ = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    sha256, md5 = _wheel_hashes(package)
+    artifact = Artifact(
+        kind="wheel",
+        name=str(name),
+        version=str(version),
+        filename=filename,
+        sha256=sha256,
+        md5=md5,
+    )
+    return Download(artifact=artifact, url=url)
+
+
+def _wheel_hashes(package: rattler.PypiLockedPackage) -> tuple[str | None, str | None]:
+    hashes = package.hashes
+    if hashes is None:
+        return None, None
+    try:
+        sha256, md5 = hashes.sha256, hashes.md5
+    except AttributeError:  # py-rattler 0.28 wraps a missing hash as an empty object
+        return None, None
+    return (sha256.hex() if sha256 else None), (md5.hex() if md5 else None)

@@ -1,0 +1,89 @@
+"""How library code talks to the user: a Reporter, never print()."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Protocol, TextIO
+
+from tqdm import tqdm
+
+
+class Bar(Protocol):
+    def update(self, n: int) -> object: ...
+    def close(self) -> object: ...
+
+
+class Reporter(Protocol):
+    def info(self, message: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def debug(self, message: str) -> None: ...
+    def bar(self, desc: str, total: int | None, unit: str = "B") -> Bar: ...
+
+
+class _NullBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class SilentReporter:
+    """For tests and `-q`: warnings still reach stderr, everything else is dropped."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", file=self._stream or sys.stderr)
+
+    def debug(self, message: str) -> None:
+        pass
+
+    def bar(self, desc: str, total: int | None, unit: str = "B") -> Bar:
+        return _NullBar()
+
+
+class TqdmReporter:
+    """Messages on stderr; progress bars only when stderr is a terminal."""
+
+    def __init__(
+        self, *, verbose: bool = False, bars: bool | None = None, stream: TextIO | None = None
+    ) -> None:
+        self._stream = stream or sys.stderr
+        self._verbose = verbose
+        self._bars = self._stream.isatty() if bars is None else bars
+        self._lock = threading.Lock()
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            tqdm.write(text, file=self._stream)
+
+    def info(self, message: str) -> None:
+        self._write(message)
+
+    def warn(self, message: str) -> None:
+        self._write(f"warning: {message}")
+
+    def debug(self, message: str) -> None:
+        if self._verbose:
+            self._write(f"debug: {message}")
+
+    def bar(self, desc: str, total: int | None, unit: str = "B") -> Bar:
+        if not self._bars:
+            return _NullBar()
+        scale = unit == "B"
+        return tqdm(
+            desc=desc,
+            total=total,
+            unit=unit,
+            unit_scale=scale,
+            unit_divisor=1024 if scale else 1000,
+            file=self._stream,
+            leave=False,
+            dynamic_ncols=True,
+        )
