@@ -1,8 +1,211 @@
-"""`envpack`: the packer's command line. Typer only; the work happens in `envpack.pack`."""
+"""`envpack`: pack one environment of a pixi.lock into a verified, reproducible archive.
 
+Typer only: parse, build PackOptions, call `envpack.pack`, print the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
 import sys
+from pathlib import Path
+from typing import Annotated
+
+import rattler
+import typer
+
+from envpack import __version__
+from envpack.archive import Compression
+from envpack.cliutil import run
+from envpack.errors import EnvpackError
+from envpack.fetch import FetchOptions
+from envpack.pack import PackOptions, PackResult, make_plan, pack
+from envpack.progress import Reporter, SilentReporter, TqdmReporter
+from envpack.urls import parse_mirror, pixi_config_mirrors
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"envpack {__version__}")
+        raise typer.Exit()
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "envpack" / "pkgs"
+
+
+def _pixi_config_files() -> list[Path]:
+    home = Path.home()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return [Path("/etc/pixi/config.toml"), xdg / "pixi" / "config.toml", home / ".pixi/config.toml"]
+
+
+@app.command()
+def main_command(
+    manifest: Annotated[
+        Path,
+        typer.Argument(help="pixi.lock, or the project directory that holds it."),
+    ] = Path(),
+    environment: Annotated[
+        str, typer.Option("-e", "--environment", help="Environment of the lock to pack.")
+    ] = "default",
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "-p", "--platform", help="Target platform, e.g. linux-aarch64 [default: host]"
+        ),
+    ] = None,
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="Archive to write; '-' writes to stdout.")
+    ] = "environment.tar",
+    compression: Annotated[
+        Compression,
+        typer.Option(help="zstd (default) or none: a plain tar that pixi-unpack also reads."),
+    ] = "zstd",
+    level: Annotated[int, typer.Option(min=1, max=22, help="zstd level, 1 (fast) to 22.")] = 3,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Download cache; every hit is verified again. [default: ~/.cache/envpack]"
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel downloads.")] = 8,
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ORIGINAL=MIRROR",
+            help="Fetch ORIGINAL/... from MIRROR/... (repeatable; pixi config mirrors apply too).",
+        ),
+    ] = None,
+    auth_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="rattler credentials JSON (host → token/basic). [default: $RATTLER_AUTH_FILE]"
+        ),
+    ] = None,
+    inject: Annotated[
+        list[Path] | None,
+        typer.Option(help="Add a local .conda/.tar.bz2 package (repeatable)."),
+    ] = None,
+    ignore_pypi_non_wheel: Annotated[
+        bool, typer.Option(help="Skip PyPI sdists and VCS sources with a warning.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print what would be packed, download nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")] = False,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    """Pack one environment of a pixi.lock, for one platform, into a single archive.
+
+    Every conda package and wheel is downloaded (in parallel, retried, cached), checked against
+    the lock's hashes, and written with a manifest into a reproducible tar, zstd-compressed by
+    default. On the target, `envunpack ARCHIVE -o DIR` turns it into a working environment.
+
+    Examples:
+
+      envpack -o env.tar                      # this project, host platform
+
+      envpack -p linux-aarch64 -o env-arm.tar # another platform
+
+      envpack --dry-run --json                # what would be packed
+    """
+    reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
+    try:
+        mirrors = pixi_config_mirrors(_pixi_config_files())
+        mirrors.update(parse_mirror(m) for m in mirror or [])
+    except ValueError as exc:
+        raise EnvpackError(str(exc)) from None
+    options = PackOptions(
+        manifest_path=manifest,
+        output=None if output == "-" else Path(output),
+        environment=environment,
+        platform=platform or str(rattler.Platform.current()),
+        compression=compression,
+        level=level,
+        cache_dir=cache or _default_cache(),
+        mirrors=mirrors,
+        auth_file=auth_file,
+        inject=tuple(inject or ()),
+        ignore_pypi_non_wheel=ignore_pypi_non_wheel,
+        fetch=FetchOptions(concurrency=concurrency),
+    )
+    if dry_run:
+        _print_plan(options, reporter, as_json)
+        return
+    if options.output is None and sys.stdout.isatty():
+        raise EnvpackError("refusing to write an archive to a terminal; redirect stdout")
+    result = pack(options, reporter)
+    _print_result(result, as_json, quiet)
+
+
+def _print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:
+    plan = make_plan(options, reporter)
+    rows = [d.artifact for d in plan.downloads]
+    if as_json:
+        doc = {
+            "environment": plan.environment,
+            "platform": plan.platform,
+            "virtual_packages": list(plan.virtual_packages),
+            "count": len(rows),
+            "total_size": plan.total_size,
+            "artifacts": [
+                {
+                    "path": a.path,
+                    "kind": a.kind,
+                    "name": a.name,
+                    "version": a.version,
+                    "build": a.build,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                }
+                for a in rows
+            ],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    width = max((len(a.name) for a in rows), default=4)
+    for a in rows:
+        size = f"{a.size / 1e6:8.2f} MB" if a.size is not None else "       ? MB"
+        typer.echo(f"{a.name:<{width}}  {a.version:<14} {a.build:<24} {size}  {a.kind}")
+    typer.echo(
+        f"{len(rows)} artifacts, {plan.total_size / 1e6:.2f} MB "
+        f"for {plan.environment} on {plan.platform}"
+    )
+
+
+def _print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
+    where = str(result.output) if result.output else "stdout"
+    if as_json:
+        doc = {
+            "output": where,
+            "sha256": result.sha256,
+            "size": result.size,
+            "artifacts": len(result.manifest.artifacts),
+            "platform": result.manifest.platform,
+            "environment": result.manifest.environment,
+        }
+        print(json.dumps(doc, indent=2), file=sys.stderr if result.output is None else sys.stdout)
+    elif not quiet:
+        print(
+            f"packed {len(result.manifest.artifacts)} artifacts into {where} "
+            f"({result.size / 1e6:.1f} MB, sha256 {result.sha256})",
+            file=sys.stderr,
+        )
 
 
 def main() -> None:
-    print("error: envpack is not implemented yet", file=sys.stderr)
-    raise SystemExit(2)
+    sys.exit(run(app, prog="envpack"))
