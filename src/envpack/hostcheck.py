@@ -1,0 +1,52 @@
+"""Does this machine fit the archive? Platform and glibc, checked before anything is written."""
+
+from __future__ import annotations
+
+import rattler
+
+from envpack.errors import IncompatibleTargetError
+
+
+def host_platform() -> str:
+    return str(rattler.Platform.current())
+
+
+def host_virtual_packages() -> dict[str, str]:
+    """name → version of what rattler detects here (honours CONDA_OVERRIDE_GLIBC and friends)."""
+    detected: dict[str, str] = {}
+    for package in rattler.VirtualPackage.detect():
+        generic = package.into_generic()
+        detected[generic.name.normalized] = str(generic.version)
+    return detected
+
+
+def check_platform(wanted: str, host: str) -> None:
+    if wanted not in (host, "noarch"):
+        raise IncompatibleTargetError(
+            f"this archive is for {wanted}, but this machine is {host}; "
+            f"pack it again with `envpack --platform {host}`"
+        )
+
+
+def check_virtual_packages(required: tuple[str, ...], host: dict[str, str]) -> None:
+    """Refuse early when the host lacks what the packages link against (glibc above all)."""
+    for spec_text in required:
+        try:
+            spec = rattler.MatchSpec(spec_text)
+        except Exception:  # noqa: BLE001, S112 - an unparsable hint is no reason to refuse
+            continue
+        if spec.name.normalized != "__glibc":
+            continue  # __unix, __linux, __archspec: the platform check already covers them
+        have = host.get("__glibc")
+        if have is None:
+            raise IncompatibleTargetError(
+                f"this environment needs glibc ({spec_text.removeprefix('__glibc').strip()}), "
+                "but no glibc was found on this machine; use a glibc-based Linux"
+            )
+        wanted = spec.version
+        if wanted and not rattler.VersionSpec(wanted).matches(rattler.Version(have)):
+            raise IncompatibleTargetError(
+                f"this environment needs glibc {spec_text.removeprefix('__glibc').strip()}, "
+                f"but this machine has glibc {have}; use a newer distribution "
+                "(or set CONDA_OVERRIDE_GLIBC if you know better)"
+            )

@@ -1,0 +1,446 @@
+"""Unpacking on the target: open → check → stream-verify → rattler.install → activation.
+
+Everything is built in a staging directory inside the output directory (same filesystem,
+so the final step is one rename and rattler can hardlink from its cache). The staging
+directory holds a lock while in use; a later run removes abandoned ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import rattler
+
+from envpack.activation import SHELLS, activation_scripts
+from envpack.archive import Member, iter_members
+from envpack.errors import ArchiveError, EnvpackError, InstallError, OutputError
+from envpack.hostcheck import (
+    check_platform,
+    check_virtual_packages,
+    host_platform,
+    host_virtual_packages,
+)
+from envpack.manifest import MANIFEST_NAME, PIXI_PACK_NAME, manifest_from_json, pixi_pack_platform
+from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest
+from envpack.progress import Reporter
+
+STAGING_PREFIX = ".envpack-staging-"
+_METADATA_LIMIT = 256 << 20  # repodata.json of a huge env is a few MB; more is an attack
+_CHUNK = 1 << 20
+_ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+@dataclass(frozen=True)
+class UnpackOptions:
+    output_dir: Path
+    env_name: str = "env"
+    shell: str = "bash"
+    force: bool = False
+    compile: bool = False
+    execute_link_scripts: bool = False
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    prefix: Path
+    scripts: tuple[Path, ...]
+    platform: str
+    packages: int
+    wheels: int
+
+
+@dataclass
+class _Received:
+    """What the archive delivered into staging, verified as it streamed."""
+
+    manifest: Manifest | None = None
+    platform: str | None = None
+    repodata: dict[str, bytes] = field(default_factory=dict)
+    packages: dict[str, tuple[Path, str]] = field(default_factory=dict)  # path → (file, sha256)
+    wheels: dict[str, Path] = field(default_factory=dict)
+
+
+# --- public API ----------------------------------------------------------------------------
+
+
+def read_manifest(source: BinaryIO) -> Manifest | dict[str, object]:
+    """The manifest of an envpack archive, or a summary of a pixi-pack one; writes nothing."""
+    members = iter_members(source)
+    summary: dict[str, object] = {"format": "pixi-pack", "artifacts": []}
+    for member in members:
+        if member.name == MANIFEST_NAME:
+            return manifest_from_json(_read_small(member))
+        if member.name == PIXI_PACK_NAME:
+            summary["platform"] = pixi_pack_platform(_read_small(member))
+        elif _is_artifact(member.name):
+            summary["artifacts"].append({"path": member.name, "size": member.size})  # type: ignore[attr-defined]
+            _drain(member)
+    if "platform" not in summary:
+        raise ArchiveError("not an envpack or pixi-pack archive (no envpack.json/pixi-pack.json)")
+    return summary
+
+
+def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
+    if not _ENV_NAME.fullmatch(options.env_name) or options.env_name in (".", ".."):
+        raise EnvpackError(f"invalid --env-name {options.env_name!r}: use letters, digits, ._+-")
+    if options.shell not in SHELLS:
+        raise EnvpackError(f"unknown --shell {options.shell!r}; choose from {', '.join(SHELLS)}")
+    out_dir = options.output_dir.absolute()
+    target = out_dir / options.env_name
+    if _non_empty(target) and not options.force:
+        raise OutputError(f"{target} already exists; pass --force to replace it")
+    created = _ensure_dir(out_dir)
+    try:
+        _clean_abandoned(out_dir, reporter)
+        with _staging(out_dir, options.env_name) as staging:
+            return _unpack_into(source, options, reporter, staging, target)
+    except OSError as exc:
+        raise _os_error(out_dir, exc) from None
+    finally:
+        if created:
+            _remove_if_empty(out_dir)
+
+
+# --- the steps -----------------------------------------------------------------------------
+
+
+def _unpack_into(
+    source: BinaryIO, options: UnpackOptions, reporter: Reporter, staging: Path, target: Path
+) -> UnpackResult:
+    received = _receive(source, staging, reporter)
+    platform = received.platform or host_platform()
+    records = _records(received, staging)
+    if received.wheels:
+        raise EnvpackError(
+            "this archive holds PyPI wheels, which this envunpack cannot install yet; "
+            "repack without them"
+        )
+    prefix = staging / "prefix"
+    reporter.info(f"installing {len(records)} packages into {target}")
+    _link(records, prefix, target, staging / "pkgs", platform, options)
+    (prefix / "conda-meta" / "history").write_text("// created by envunpack\n")
+    if options.compile:
+        _compile(prefix, target, reporter)
+    _move_into_place(prefix, target, staging)
+    scripts = _write_scripts(target, options.shell, platform)
+    return UnpackResult(target, scripts, platform, len(records), len(received.wheels))
+
+
+def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
+    """Stream the archive into staging, refusing anything unexpected or unverified."""
+    got = _Received()
+    channel = staging / CHANNEL_DIR
+    bar = reporter.bar("unpack", None, "B")
+    try:
+        for index, member in enumerate(iter_members(source)):
+            if index == 0 and member.name == MANIFEST_NAME:
+                got.manifest = manifest_from_json(_read_small(member))
+                got.platform = got.manifest.platform
+                _check_host(got.manifest.platform, got.manifest.virtual_packages)
+                continue
+            if member.name == PIXI_PACK_NAME:
+                platform = pixi_pack_platform(_read_small(member))
+                if got.manifest is not None and platform != got.manifest.platform:
+                    raise ArchiveError("pixi-pack.json and envpack.json disagree on the platform")
+                if got.manifest is None:
+                    got.platform = platform
+                    _check_host(platform, ())
+                continue
+            if member.name == MANIFEST_NAME:
+                raise ArchiveError(f"{MANIFEST_NAME} must be the first member of the archive")
+            if member.name == "environment.yml":
+                _read_small(member)
+                continue
+            if _is_repodata(member.name):
+                got.repodata[member.name] = _read_small(member)
+                continue
+            if not _is_artifact(member.name):
+                if got.manifest is not None:
+                    raise ArchiveError(f"unexpected archive member {member.name!r}")
+                reporter.warn(f"ignoring unknown archive member {member.name!r}")
+                _drain(member)
+                continue
+            if got.platform is None:
+                raise ArchiveError("not an envpack or pixi-pack archive (no metadata first)")
+            dest = channel.parent / member.name
+            digest = _store(member, dest, got.manifest, bar)
+            if member.name.startswith(PYPI_DIR + "/"):
+                got.wheels[member.name] = dest
+            else:
+                got.packages[member.name] = (dest, digest)
+    finally:
+        bar.close()
+    if got.platform is None:
+        raise ArchiveError("not an envpack or pixi-pack archive (no envpack.json/pixi-pack.json)")
+    if got.manifest is not None:
+        missing = [a.path for a in got.manifest.artifacts if a.path not in got.packages]
+        missing = [m for m in missing if m not in got.wheels]
+        if missing:
+            raise ArchiveError(f"archive is missing {len(missing)} artifacts, e.g. {missing[0]}")
+    return got
+
+
+def _check_host(platform: str, virtual: tuple[str, ...]) -> None:
+    check_platform(platform, host_platform())
+    check_virtual_packages(virtual, host_virtual_packages())
+
+
+def _store(member: Member, dest: Path, manifest: Manifest | None, bar: object) -> str:
+    """Copy one artifact to staging, hashing as it streams; the manifest must agree."""
+    expected = manifest.artifact_for(member.name) if manifest is not None else None
+    if manifest is not None:
+        if expected is None:
+            raise ArchiveError(f"archive member {member.name!r} is not in the manifest")
+        # Checked from the header, before reading: a lying member cannot inflate past this.
+        if member.size != expected.size:
+            raise ArchiveError(
+                f"{member.name}: {member.size} bytes in the archive, manifest says {expected.size}"
+            )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sha = hashlib.sha256()
+    with dest.open("xb") as out:
+        while chunk := member.stream.read(_CHUNK):
+            sha.update(chunk)
+            out.write(chunk)
+            bar.update(len(chunk))  # type: ignore[attr-defined]
+    digest = sha.hexdigest()
+    if expected is not None and digest != expected.sha256:
+        raise ArchiveError(
+            f"{member.name}: sha256 {digest} does not match the manifest's {expected.sha256}; "
+            "the archive is corrupt or was tampered with"
+        )
+    return digest
+
+
+def _records(got: _Received, staging: Path) -> list[rattler.RepoDataRecord]:
+    """Records from the archive's repodata, each tied to a file that was verified."""
+    channel_dir = staging / CHANNEL_DIR
+    records: list[rattler.RepoDataRecord] = []
+    for name, data in sorted(got.repodata.items()):
+        path = staging / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        try:
+            repodata = rattler.RepoData.from_path(path)
+            records.extend(repodata.into_repo_data(rattler.Channel(channel_dir.as_uri())))
+        except Exception as exc:  # noqa: BLE001 - rattler's parse errors have many types
+            raise ArchiveError(f"{name} is not valid repodata ({_first_line(exc)})") from None
+    by_path = {f"{CHANNEL_DIR}/{r.subdir}/{r.file_name}": r for r in records}
+    unknown = sorted(set(got.packages) - set(by_path))
+    if unknown:
+        raise ArchiveError(f"{unknown[0]} has no record in the archive's repodata.json")
+    chosen = []
+    for member_path, (_, digest) in sorted(got.packages.items()):
+        record = by_path[member_path]
+        # pixi-pack archives have no manifest: the repodata's sha256 is then the only guard.
+        if record.sha256 is not None and record.sha256.hex() != digest:
+            raise ArchiveError(f"{member_path}: sha256 does not match its repodata record")
+        if got.manifest is None and record.sha256 is None:
+            raise ArchiveError(
+                f"{member_path}: its repodata record has no sha256 to verify it against"
+            )
+        chosen.append(record)
+    return chosen
+
+
+def _link(
+    records: list[rattler.RepoDataRecord],
+    prefix: Path,
+    target: Path,
+    cache: Path,
+    platform: str,
+    options: UnpackOptions,
+) -> None:
+    try:
+        asyncio.run(
+            rattler.install(
+                records,
+                target_prefix=prefix,
+                cache_dir=cache,
+                installed_packages=[],
+                platform=rattler.Platform(platform),
+                execute_link_scripts=options.execute_link_scripts,
+                show_progress=False,
+                # Placeholders get the final path even though we link into staging.
+                alternative_target_prefix=target,
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - rattler raises one opaque type per cause
+        raise InstallError(f"could not link the environment: {_cause_chain(exc)}") from None
+
+
+def _compile(prefix: Path, target: Path, reporter: Reporter) -> None:
+    pythons = sorted(prefix.glob("bin/python3.*[0-9]"))
+    if not pythons:
+        reporter.warn("--compile: no python in the environment; nothing compiled")
+        return
+    reporter.info("byte-compiling .py files")
+    # -s/-p make the .pyc files name the final path, not the staging one.
+    result = subprocess.run(
+        [str(pythons[0]), "-m", "compileall", "-q", "-j0", "-s", str(prefix), "-p", str(target)]
+        + [str(p) for p in sorted(prefix.glob("lib/python3*"))],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    if result.returncode not in (0, 1):  # 1: some file did not compile, which conda ignores too
+        raise InstallError(f"--compile failed: {result.stderr.strip()[-300:]}")
+
+
+def _move_into_place(prefix: Path, target: Path, staging: Path) -> None:
+    if target.exists() or target.is_symlink():
+        # --force: move the old env aside first so the swap is two renames, not a long rmtree.
+        old = staging / "old"
+        target.rename(old)
+    prefix.rename(target)
+
+
+def _write_scripts(target: Path, shell: str, platform: str) -> tuple[Path, ...]:
+    written = []
+    for name, content in activation_scripts(target, shell, platform).items():
+        path = target.parent / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(content)
+        tmp.chmod(0o755)
+        tmp.replace(path)
+        written.append(path)
+    return tuple(written)
+
+
+# --- staging and cleanup -------------------------------------------------------------------
+
+
+@contextmanager
+def _staging(out_dir: Path, env_name: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{env_name}-", dir=out_dir))
+    lock = (path / ".lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # tells a concurrent run this staging dir is alive
+    try:
+        yield path
+    finally:
+        lock.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _clean_abandoned(out_dir: Path, reporter: Reporter) -> None:
+    """Remove staging dirs left by a killed run; live ones hold their lock and are skipped."""
+    for leftover in out_dir.glob(f"{STAGING_PREFIX}*"):
+        try:
+            with (leftover / ".lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        except OSError:
+            pass
+        reporter.info(f"removing leftovers of an interrupted run: {leftover.name}")
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _ensure_dir(path: Path) -> bool:
+    if path.is_dir():
+        return False
+    if path.exists():
+        raise OutputError(f"{path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    return True
+
+
+def _remove_if_empty(path: Path) -> None:
+    with suppress(OSError):
+        path.rmdir()
+
+
+def _non_empty(path: Path) -> bool:
+    if path.is_symlink() or path.is_file():
+        return True
+    return path.is_dir() and any(path.iterdir())
+
+
+def _os_error(path: Path, exc: OSError) -> EnvpackError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"no space left on the device unpacking into {path}; free some space")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot write into {path}: {exc.strerror}")
+    return OutputError(f"cannot unpack into {path}: {exc.strerror or exc}")
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _is_repodata(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 3 and parts[0] == CHANNEL_DIR and parts[2] == "repodata.json"
+
+
+def _is_artifact(name: str) -> bool:
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == CHANNEL_DIR:
+        return parts[2].endswith((".conda", ".tar.bz2"))
+    return len(parts) == 2 and parts[0] == PYPI_DIR and parts[1].endswith(".whl")
+
+
+def _read_small(member: Member) -> bytes:
+    if member.size > _METADATA_LIMIT:
+        raise ArchiveError(f"{member.name} is implausibly large ({member.size} bytes)")
+    return member.stream.read()
+
+
+def _drain(member: Member) -> None:
+    while member.stream.read(_CHUNK):
+        pass
+
+
+def _cause_chain(exc: BaseException) -> str:
+    """rattler's first line names the package, its last `Caused by` says why: keep both."""
+    lines = [" ".join(line.replace("\x00", " ").split()) for line in str(exc).splitlines()]
+    lines = [line.removeprefix("Caused by: ") for line in lines if line]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0] if len(lines) == 1 else f"{lines[0]}: {lines[-1]}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe(manifest: Manifest | dict[str, object]) -> dict[str, object]:
+    """A JSON-able view of what `--list` shows."""
+    if isinstance(manifest, Manifest):
+        return {
+            "format": "envpack",
+            "format_version": manifest.format_version,
+            "envpack_version": manifest.envpack_version,
+            "platform": manifest.platform,
+            "environment": manifest.environment,
+            "virtual_packages": list(manifest.virtual_packages),
+            "artifacts": [
+                {
+                    "path": a.path,
+                    "name": a.name,
+                    "version": a.version,
+                    "build": a.build,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                }
+                for a in manifest.artifacts
+            ],
+        }
+    return dict(manifest)
