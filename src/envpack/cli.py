@@ -95,6 +95,12 @@ def main_command(
         list[Path] | None,
         typer.Option(help="Add a local .conda/.tar.bz2 package (repeatable)."),
     ] = None,
+    retries: Annotated[
+        int, typer.Option(min=1, max=20, help="Attempts per download on transient failures.")
+    ] = 5,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds without data before a download is retried.")
+    ] = 30.0,
     ignore_pypi_non_wheel: Annotated[
         bool, typer.Option(help="Skip PyPI sdists and VCS sources with a warning.")
     ] = False,
@@ -141,7 +147,7 @@ def main_command(
         auth_file=auth_file,
         inject=tuple(inject or ()),
         ignore_pypi_non_wheel=ignore_pypi_non_wheel,
-        fetch=FetchOptions(concurrency=concurrency),
+        fetch=FetchOptions(concurrency=concurrency, attempts=retries, timeout=timeout),
     )
     if dry_run:
         _print_plan(options, reporter, as_json)
