@@ -16,7 +16,7 @@ import typer
 
 from envpack import __version__
 from envpack.archive import Compression
-from envpack.cliutil import run
+from envpack.cliutil import exit_now, run
 from envpack.errors import EnvpackError
 from envpack.fetch import FetchOptions
 from envpack.pack import PackOptions, PackResult, make_plan, pack
@@ -214,4 +214,4 @@ def _print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
 
 
 def main() -> None:
-    sys.exit(run(app, prog="envpack"))
+    exit_now(run(app, prog="envpack"))

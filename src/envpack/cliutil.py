@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 import typer
@@ -45,6 +48,19 @@ def run(app: typer.Typer, argv: Sequence[str] | None = None, *, prog: str) -> in
             EXIT_INTERNAL,
         )
     return int(result or 0)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush and leave without interpreter teardown.
+
+    py-rattler's background threads can abort Python's finalisation ("PyGILState_Release:
+    thread state must be current"), turning a finished run into exit code 134. Everything
+    the run wrote is flushed or closed by now, so skipping teardown loses nothing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def fail(message: str, code: int) -> int:

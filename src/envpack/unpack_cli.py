@@ -14,7 +14,7 @@ from typing import Annotated, BinaryIO
 import typer
 
 from envpack.buildinfo import version_line
-from envpack.cliutil import run
+from envpack.cliutil import exit_now, run
 from envpack.errors import EnvpackError
 
 app = typer.Typer(
@@ -159,4 +159,4 @@ def _print_listing(doc: dict[str, object], as_json: bool) -> None:
 
 
 def main() -> None:
-    sys.exit(run(app, prog="envunpack"))
+    exit_now(run(app, prog="envunpack"))
