@@ -37,3 +37,7 @@ class InstallError(EnvpackError):
 
 class OutputError(EnvpackError):
     """The destination cannot be written (exists, unwritable, disk full)."""
+
+
+class WheelError(EnvpackError):
+    """A PyPI wheel does not fit the environment, is corrupt, or would write outside it."""
