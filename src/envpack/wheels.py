@@ -11,10 +11,12 @@ Unpack side: imported by the frozen envunpack, so no packer-only modules here.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
 import re
+import shlex
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -286,6 +288,7 @@ def install_wheels(
     `wheels` maps archive member names (`pypi/<file>.whl`) to the verified files in staging.
     Returns how many were installed.
     """
+    prefix.mkdir(parents=True, exist_ok=True)  # symlink checks below stop at the prefix
     bar = reporter.bar("wheels", len(wheels), "wheel")
     try:
         for _member, path in sorted(wheels.items()):
@@ -390,6 +393,23 @@ class _GuardedDestination(SchemeDictionaryDestination):
     prefix: str = ""
     wheel: str = ""
 
+    def __post_init__(self) -> None:
+        self._real_prefix = os.path.realpath(self.prefix)
+
+    def write_file(
+        self, scheme: Scheme, path: str | os.PathLike[str], stream: BinaryIO, is_executable: bool
+    ) -> RecordEntry:
+        if scheme != "scripts":
+            return super().write_file(scheme, path, stream, is_executable)
+        # installer's fix_shebang writes `#!<interpreter>` verbatim, which breaks for a final
+        # prefix with a space or past the kernel's 127-byte shebang limit; console scripts
+        # get installer's /bin/sh trampoline for that case, so `#!python` scripts get it too.
+        data = stream.read()
+        if data.startswith(b"#!python"):
+            _, _, rest = data.partition(b"\n")
+            data = _shebang(self.interpreter) + b"\n" + rest
+        return self.write_to_fs(scheme, os.fspath(path), io.BytesIO(data), is_executable)
+
     def write_to_fs(
         self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool
     ) -> RecordEntry:
@@ -405,11 +425,20 @@ class _GuardedDestination(SchemeDictionaryDestination):
         if Path(target).is_symlink():
             raise WheelError(f"{self.wheel}: {relative} is a symlink; refusing to write through it")
         parent = _existing_parent(Path(target).parent)
-        real_prefix = os.path.realpath(self.prefix)
         real_parent = os.path.realpath(parent)
-        if os.path.commonpath([real_parent, real_prefix]) != real_prefix:
+        if os.path.commonpath([real_parent, self._real_prefix]) != self._real_prefix:
             raise WheelError(f"{self.wheel}: {relative} resolves outside the environment")
         return super().write_to_fs(scheme, path, stream, is_executable)
+
+
+def _shebang(interpreter: str) -> bytes:
+    """The shebang installer (after distlib) gives console scripts, for raw scripts too."""
+    executable = interpreter.encode()
+    if b" " not in executable and len(executable) + 3 <= 127:
+        return b"#!" + executable
+    # /bin/sh runs the second line; python sees a string literal and carries on.
+    quoted = shlex.quote(interpreter).encode()
+    return b"#!/bin/sh\n'''exec' " + quoted + b' "$0" "$@"\n' + b"' '''"
 
 
 def _existing_parent(path: Path) -> Path:
