@@ -321,7 +321,8 @@ def _install_one(
                 warnings.simplefilter("always")
                 install(source, destination, {"INSTALLER": f"{INSTALLER_NAME}\n".encode()})
             for warning in caught:
-                reporter.warn(f"{name}: {warning.message}")
+                # installer skips `__pycache__` members (numpy ships one); nothing to act on.
+                reporter.debug(f"{name}: {warning.message}")
     except WheelError:
         raise
     except FileExistsError as exc:
