@@ -656,3 +656,16 @@ def test_real_numpy_refused_for_other_pythons(pypi_wheels: tuple[Path, Path]) ->
         check_wheel_compatible(numpy.name, py312, "linux-64", "2.28")
     with pytest.raises(WheelError, match="not linux-aarch64"):
         check_wheel_compatible(numpy.name, PY311, "linux-aarch64", "2.28")
+
+
+def test_unpack_side_imports_no_packer_code() -> None:
+    # The frozen envunpack bundles envpack.wheels; packer-only modules must stay out of it.
+    code = (
+        "import sys, envpack.wheels; "
+        "bad = [m for m in ('urllib3', 'envpack.pack', 'envpack.fetch', 'envpack.lockfile', "
+        "'envpack.cli', 'envpack.wheelcheck') if m in sys.modules]; print(bad)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
