@@ -367,8 +367,12 @@ def _build_foreign_image(client: docker.DockerClient, root: Path, tag: str, arch
 
 
 class BwrapTarget:
-    """bubblewrap on a per-run copy of the cached root: writable like a container layer,
-    and the cache itself is never touched."""
+    """bubblewrap on a per-run writable layer over the cached root, like a container's.
+
+    As root, the layer is an overlayfs mounted in a private mount namespace (`unshare -m`),
+    so it costs nothing and vanishes with the sandbox even if the test is killed; otherwise
+    the root is copied per run, which is slower but equivalent. The cache is never written.
+    """
 
     backend = "bwrap"
 
@@ -388,33 +392,50 @@ class BwrapTarget:
         timeout: float = 600,
     ) -> RunResult:
         with tempfile.TemporaryDirectory(prefix="envpack-bwrap-") as scratch:
-            copy = Path(scratch) / "root"
-            # cp -a keeps owners, modes, links and device nodes; reflinks make it cheap
-            # where the filesystem supports them.
-            subprocess.run(
-                ["cp", "-a", "--reflink=auto", f"{self.root}/.", str(copy)],
-                check=True,
-                capture_output=True,
-            )
+            layer = Path(scratch) / "upper"
+            layer.mkdir()
+            if _can_overlay(self.root, Path(scratch)):
+                work, merged = Path(scratch) / "work", Path(scratch) / "root"
+                work.mkdir()
+                merged.mkdir()
+                options = f"lowerdir={self.root},upperdir={layer},workdir={work}"
+                # Files placed in the upper layer before mounting are simply part of it.
+                prefix = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c"]
+                prefix += ['mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"']
+                prefix += ["sh", options, str(merged)]
+                root = merged
+            else:
+                # cp -a keeps owners, modes, links and device nodes.
+                subprocess.run(
+                    ["cp", "-a", "--reflink=auto", f"{self.root}/.", str(layer)],
+                    check=True,
+                    capture_output=True,
+                )
+                prefix, root = [], layer
             for dest, source in files.items():
-                _copy_into(copy, dest, source)
-            return self._bwrap(copy, _command(script), timeout)
+                _copy_into(self.root, layer, dest, source)
+            return self._bwrap([*prefix, *self._sandbox(root)], _command(script), timeout)
 
-    def _bwrap(self, copy: Path, command: list[str], timeout: float) -> RunResult:
-        argv = ["bwrap", "--bind", str(copy), "/", "--dev", "/dev", "--proc", "/proc"]
+    @staticmethod
+    def _sandbox(root: Path) -> list[str]:
+        argv = ["bwrap", "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc"]
         argv += ["--unshare-all", "--die-with-parent", "--clearenv", "--chdir", "/"]
         for name, value in CLEAN_ENV.items():
             argv += ["--setenv", name, value]
+        return argv
+
+    def _bwrap(self, sandbox: list[str], command: list[str], timeout: float) -> RunResult:
         try:
             done = subprocess.run(
-                [*argv, "--", *command],
+                [*sandbox, "--", *command],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=timeout,
                 check=False,
             )
         except subprocess.TimeoutExpired as expired:
-            # subprocess killed bwrap; --die-with-parent takes the sandbox down with it.
+            # subprocess killed bwrap (unshare's shell exec'd into it); --die-with-parent
+            # takes the sandbox down, and the private overlay mount goes with its namespace.
             raise TargetTimeout(
                 repr(self), timeout, _decode(expired.stdout), _decode(expired.stderr)
             ) from None
@@ -426,8 +447,18 @@ class BwrapTarget:
         return RunResult(exit_code, _decode(done.stdout), stderr)
 
 
-def _copy_into(copy: Path, dest: str, source: Path) -> None:
-    inside = copy / resolve_in_root(copy, dest).relative_to("/")
+def _can_overlay(root: Path, scratch: Path) -> bool:
+    # Mounting needs root; the mount options separate paths with ',' and ':'.
+    return (
+        os.geteuid() == 0
+        and shutil.which("unshare") is not None
+        and not any(c in str(p) for p in (root, scratch) for c in ",:")
+    )
+
+
+def _copy_into(root: Path, layer: Path, dest: str, source: Path) -> None:
+    """Copy `source` into the writable layer, at `dest` as seen through the root's symlinks."""
+    inside = layer / resolve_in_root(root, dest).relative_to("/")
     inside.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
         shutil.copytree(source, inside, symlinks=True, dirs_exist_ok=True)
