@@ -194,6 +194,35 @@ def test_every_elf_file_resolves_to_prefix_or_glibc(installed_prefix: Path) -> N
     assert not problems, "\n".join(problems)
 
 
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_declared_glibc_covers_every_binary(installed_prefix: Path) -> None:
+    """A package's `__glibc >=X` must be at least the newest GLIBC_ symbol its ELF files use.
+
+    Installers refuse a too-old target glibc from these depends, so they must be true.
+    """
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump (binutils) is not installed")
+    all_elves = {str(p.relative_to(installed_prefix)) for p in _elf_files(installed_prefix)}
+    checked = 0
+    for meta in sorted((installed_prefix / "conda-meta").glob("*.json")):
+        record = json.loads(meta.read_text())
+        declared = [d for d in record["depends"] if d.startswith("__glibc ")]
+        elves = [f for f in record["files"] if f in all_elves]
+        if not elves:
+            continue
+        assert declared, f"{record['name']} ships ELF files but does not depend on __glibc"
+        minimum = re.match(r"__glibc >=([0-9.]+)", declared[0])
+        assert minimum, declared
+        proc = _run(["objdump", "-T", *(installed_prefix / f for f in elves)])
+        used = {_version_tuple(v) for v in re.findall(r"GLIBC_([0-9.]+)", proc.stdout)}
+        assert max(used) <= _version_tuple(minimum.group(1)), record["name"]
+        checked += 1
+    assert checked >= 14
+
+
 def test_v6_and_v7_locks_hold_the_same_records(fixture_channel: FixtureChannel) -> None:
     def key(r: rattler.RepoDataRecord) -> tuple[object, ...]:
         return (
