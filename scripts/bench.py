@@ -98,7 +98,7 @@ def lock_urls(project: Path) -> list[str]:
     lock = rattler.LockFile.from_path(project / "pixi.lock")
     env = lock.environment("default")
     assert env is not None
-    platform = next(p for p in env.platforms() if p.name == str(rattler.Platform.current()))
+    platform = next(p for p in env.platforms() if p.name == str(rattler.Subdir.current()))
     return [str(r.url) for r in env.conda_repodata_records_for_platform(platform) or []]
 
 
@@ -162,7 +162,7 @@ def bench_unpack(runs: int) -> dict[str, object]:
             lock = rattler.LockFile.from_path(project / "pixi.lock")
             env = lock.environment("default")
             assert env is not None
-            platform = next(p for p in env.platforms() if p.name == str(rattler.Platform.current()))
+            platform = next(p for p in env.platforms() if p.name == str(rattler.Subdir.current()))
             records = env.conda_repodata_records_for_platform(platform) or []
             # rattler.install's baseline reads from a local channel, not the network.
             local = [

@@ -172,7 +172,7 @@ def test_equivalent_to_rattler_install(archives: dict[str, Path], tmp_path: Path
         lock = rattler.LockFile.from_path(project / "pixi.lock")
         env = lock.environment("default")
         assert env is not None
-        platform = next(p for p in env.platforms() if p.name == str(rattler.Platform.current()))
+        platform = next(p for p in env.platforms() if p.name == str(rattler.Subdir.current()))
         records = env.conda_repodata_records_for_platform(platform) or []
         asyncio.run(
             rattler.install(
@@ -214,7 +214,7 @@ def test_list_touches_nothing(archives: dict[str, Path], tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr.decode()
     doc = json.loads(result.stdout)
     assert doc["format"] == "envpack"
-    assert doc["platform"] == str(rattler.Platform.current())
+    assert doc["platform"] == str(rattler.Subdir.current())
     assert any(a["name"] == "python" for a in doc["artifacts"])
     assert list(tmp_path.iterdir()) == []
 
@@ -237,7 +237,7 @@ def test_other_platform_is_refused_before_writing(
 ) -> None:
     dest = tmp_path / "app"
     result = unpack(archives["aarch64"], dest)
-    assert_one_error_line(result, "linux-aarch64", str(rattler.Platform.current()))
+    assert_one_error_line(result, "linux-aarch64", str(rattler.Subdir.current()))
     assert not dest.exists()
 
 
@@ -283,7 +283,7 @@ def test_leftovers_of_a_killed_run_are_cleaned(archives: dict[str, Path], tmp_pa
     assert not leftover.exists()
 
 
-@pytest.mark.parametrize("name", ["with space/and more", "x" * 100 + "/" + "y" * 100])
+@pytest.mark.parametrize("name", ["with space/and more", "x" * 60 + "/" + "y" * 60])
 def test_awkward_destination_paths(archives: dict[str, Path], tmp_path: Path, name: str) -> None:
     dest = tmp_path / name
     result = unpack(archives["zstd"], dest)
@@ -298,6 +298,15 @@ def test_awkward_destination_paths(archives: dict[str, Path], tmp_path: Path, na
     assert out.strip() == str(env)
     hello = subprocess.run([env / "bin" / "hello-c"], capture_output=True, text=True, check=True)
     assert str(env) in hello.stdout
+
+
+def test_prefix_longer_than_placeholders_is_a_clear_error(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    # Binary placeholders are a fixed length (255 for rattler-build); longer cannot work.
+    dest = tmp_path / ("z" * 120) / ("w" * 120)
+    assert_one_error_line(unpack(archives["zstd"], dest), "longer than the placeholder")
+    assert not dest.exists()
 
 
 def test_compile_writes_pyc_naming_the_final_path(

@@ -7,7 +7,7 @@ import os
 import shlex
 from pathlib import Path
 
-from rattler import Platform
+from rattler import Subdir
 from rattler.shell import ActivationVariables, Shell, activate
 
 SHELLS: dict[str, tuple[Shell, str]] = {
@@ -29,7 +29,7 @@ def activation_scripts(prefix: Path, shell: str, platform: str) -> dict[str, str
     saved = os.environ.get("PATH")
     os.environ["PATH"] = _MARKER
     try:
-        result = activate(prefix, ActivationVariables(), kind, Platform(platform))
+        result = activate(prefix, ActivationVariables(), kind, Subdir(platform))
     finally:
         if saved is None:
             del os.environ["PATH"]

@@ -139,7 +139,7 @@ def main_command(
         manifest_path=manifest,
         output=None if output == "-" else Path(output),
         environment=environment,
-        platform=platform or str(rattler.Platform.current()),
+        platform=platform or str(rattler.Subdir.current()),
         compression=compression,
         level=level,
         cache_dir=cache or _default_cache(),

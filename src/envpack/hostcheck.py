@@ -8,13 +8,14 @@ from envpack.errors import IncompatibleTargetError
 
 
 def host_platform() -> str:
-    return str(rattler.Platform.current())
+    return str(rattler.Subdir.current())
 
 
 def host_virtual_packages() -> dict[str, str]:
     """name → version of what rattler detects here (honours CONDA_OVERRIDE_GLIBC and friends)."""
     detected: dict[str, str] = {}
-    for package in rattler.VirtualPackage.detect():
+    # from_env: CONDA_OVERRIDE_GLIBC and friends let users (and tests) state what they know.
+    for package in rattler.VirtualPackage.detect(rattler.VirtualPackageOverrides.from_env()):
         generic = package.into_generic()
         detected[generic.name.normalized] = str(generic.version)
     return detected

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from envpack.hostcheck import (
 from envpack.manifest import MANIFEST_NAME, PIXI_PACK_NAME, manifest_from_json, pixi_pack_platform
 from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest
 from envpack.progress import Reporter
+from envpack.wheels import PythonInfo, check_wheels_compatible, install_wheels, python_info
 
 STAGING_PREFIX = ".envpack-staging-"
 _METADATA_LIMIT = 256 << 20  # repodata.json of a huge env is a few MB; more is an attack
@@ -102,15 +104,18 @@ def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> Unpa
     if _non_empty(target) and not options.force:
         raise OutputError(f"{target} already exists; pass --force to replace it")
     created = _ensure_dir(out_dir)
+    succeeded = False
     try:
         _clean_abandoned(out_dir, reporter)
         with _staging(out_dir, options.env_name) as staging:
-            return _unpack_into(source, options, reporter, staging, target)
+            result = _unpack_into(source, options, reporter, staging, target)
+        succeeded = True
+        return result
     except OSError as exc:
         raise _os_error(out_dir, exc) from None
     finally:
-        if created:
-            _remove_if_empty(out_dir)
+        if not succeeded:
+            _remove_created(created)
 
 
 # --- the steps -----------------------------------------------------------------------------
@@ -122,14 +127,13 @@ def _unpack_into(
     received = _receive(source, staging, reporter)
     platform = received.platform or host_platform()
     records = _records(received, staging)
-    if received.wheels:
-        raise EnvpackError(
-            "this archive holds PyPI wheels, which this envunpack cannot install yet; "
-            "repack without them"
-        )
+    python = _check_wheels(received, records, platform)
     prefix = staging / "prefix"
     reporter.info(f"installing {len(records)} packages into {target}")
     _link(records, prefix, target, staging / "pkgs", platform, options)
+    if python is not None:
+        reporter.info(f"installing {len(received.wheels)} PyPI wheels")
+        install_wheels(prefix, target, received.wheels, python, reporter)
     (prefix / "conda-meta" / "history").write_text("// created by envunpack\n")
     if options.compile:
         _compile(prefix, target, reporter)
@@ -190,6 +194,18 @@ def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
         if missing:
             raise ArchiveError(f"archive is missing {len(missing)} artifacts, e.g. {missing[0]}")
     return got
+
+
+def _check_wheels(
+    got: _Received, records: list[rattler.RepoDataRecord], platform: str
+) -> PythonInfo | None:
+    """Before anything is linked: the wheels need a python and must fit it and this host."""
+    if not got.wheels:
+        return None
+    python = python_info(records)
+    glibc = host_virtual_packages().get("__glibc")
+    check_wheels_compatible([Path(m).name for m in got.wheels], python, platform, glibc)
+    return python
 
 
 def _check_host(platform: str, virtual: tuple[str, ...]) -> None:
@@ -270,7 +286,7 @@ def _link(
                 target_prefix=prefix,
                 cache_dir=cache,
                 installed_packages=[],
-                platform=rattler.Platform(platform),
+                platform=rattler.Subdir(platform),
                 execute_link_scripts=options.execute_link_scripts,
                 show_progress=False,
                 # Placeholders get the final path even though we link into staging.
@@ -331,8 +347,8 @@ def _staging(out_dir: Path, env_name: str) -> Iterator[Path]:
     try:
         yield path
     finally:
+        _rmtree_settled(path)
         lock.close()
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _clean_abandoned(out_dir: Path, reporter: Reporter) -> None:
@@ -349,21 +365,39 @@ def _clean_abandoned(out_dir: Path, reporter: Reporter) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _ensure_dir(path: Path) -> bool:
+def _ensure_dir(path: Path) -> list[Path]:
+    """Create `path` and missing parents; return what was created, deepest first."""
     if path.is_dir():
-        return False
+        return []
     if path.exists():
         raise OutputError(f"{path} exists and is not a directory")
+    created = []
+    probe = path
+    while not probe.exists():
+        created.append(probe)
+        probe = probe.parent
     try:
         path.mkdir(parents=True)
     except OSError as exc:
         raise _os_error(path, exc) from None
-    return True
+    return created
 
 
-def _remove_if_empty(path: Path) -> None:
-    with suppress(OSError):
-        path.rmdir()
+def _remove_created(created: list[Path]) -> None:
+    """Undo _ensure_dir after a failure, but never remove anything that is not empty."""
+    for path in created:
+        with suppress(OSError):
+            path.rmdir()
+
+
+def _rmtree_settled(path: Path) -> None:
+    """Remove a tree, again if needed: after a failed link, rattler's worker threads may
+    still be finishing writes into staging for a moment after install() has raised."""
+    for _ in range(50):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.1)
 
 
 def _non_empty(path: Path) -> bool:

@@ -33,6 +33,7 @@ from envpack.manifest import (
 from envpack.models import CHANNEL_DIR, Artifact, Download, Manifest, Plan
 from envpack.progress import Reporter
 from envpack.urls import apply_mirrors
+from envpack.wheelcheck import check_plan_wheels, injected_wheel
 
 ENVIRONMENT_YML = "environment.yml"
 
@@ -42,7 +43,7 @@ class PackOptions:
     manifest_path: Path
     output: Path | None  # None writes to stdout
     environment: str = "default"
-    platform: str = field(default_factory=lambda: str(rattler.Platform.current()))
+    platform: str = field(default_factory=lambda: str(rattler.Subdir.current()))
     compression: Compression = "zstd"
     level: int = DEFAULT_LEVEL
     cache_dir: Path = Path(".envpack-cache")
@@ -75,6 +76,7 @@ def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
     if options.inject:
         plan = _inject(plan, [_injected(p) for p in options.inject], reporter)
     _check_subdirs(plan)
+    check_plan_wheels(plan)
     return plan
 
 
@@ -108,8 +110,10 @@ def _injected(path: Path) -> Download:
     if not path.is_file():
         raise EnvpackError(f"--inject {path}: no such file")
     name = path.name
+    if name.endswith(".whl"):
+        return injected_wheel(path)
     if not (name.endswith(".conda") or name.endswith(".tar.bz2")):
-        raise EnvpackError(f"--inject {path}: expected a .conda or .tar.bz2 package")
+        raise EnvpackError(f"--inject {path}: expected a .conda, .tar.bz2 or .whl file")
     try:
         record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
     except Exception as exc:  # noqa: BLE001 - rattler raises assorted types for bad archives
@@ -133,8 +137,8 @@ def _injected(path: Path) -> Download:
 
 
 def _inject(plan: Plan, injected: list[Download], reporter: Reporter) -> Plan:
-    names = {d.artifact.name for d in injected}
-    kept = [d for d in plan.downloads if d.artifact.kind != "conda" or d.artifact.name not in names]
+    names = {(d.artifact.kind, d.artifact.name) for d in injected}
+    kept = [d for d in plan.downloads if (d.artifact.kind, d.artifact.name) not in names]
     for replaced in set(plan.downloads) - set(kept):
         reporter.warn(f"--inject replaces {replaced.artifact.label} from the lock")
     downloads = sorted([*kept, *injected], key=lambda d: d.artifact.path)
