@@ -238,3 +238,37 @@ def _run(argv: list[str]) -> None:
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
         raise RootfsError(f"{' '.join(argv)} failed with {result.returncode}:\n{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`scripts/build-rootfs [SUITE-ARCH ...]`: build (or find) cached roots ahead of the tests."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="build-rootfs", description=main.__doc__)
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        help="suite-arch pairs, e.g. bookworm-arm64 (default: every suite the tests use)",
+    )
+    args = parser.parse_args(argv)
+    wanted = args.targets or [f"{suite}-{arch}" for suite, arch in ALL_TARGETS]
+    for name in wanted:
+        suite, _, arch = name.partition("-")
+        started = time.monotonic()
+        try:
+            root = ensure_rootfs(suite, arch or host_arch())
+        except RootfsError as error:
+            print(f"{name}: {error}")
+            return 1
+        elapsed = time.monotonic() - started
+        print(f"{name}: {root} ({elapsed:.1f} s)")
+    print(f"cache: {cache_dir() / 'rootfs'}")
+    return 0
+
+
+# The roots the harness tests run on; harness.SUITES is the same list with the empty root.
+ALL_TARGETS = [(suite, "amd64") for suite in DEBIAN_SUITES] + [("bookworm", "arm64")]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,6 +30,10 @@ from tests.containers.harness import (
 )
 from tests.containers.rootfs import EMPTY, RootfsError
 
+# The first run debootstraps the roots inside a fixture: arm64 alone takes ~6 min under
+# qemu on a loaded machine, beyond the default per-test timeout.
+pytestmark = pytest.mark.timeout(1800)
+
 # Debian's busybox-static: the only way to look around an empty root, which has no shell.
 BUSYBOX = Path("/bin/busybox")
 TARGETS = [*SUITES, EMPTY_TARGET]
