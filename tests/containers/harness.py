@@ -286,23 +286,56 @@ def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
+ROOTFS_LABEL = "org.envpack.rootfs"
+
+
 def ensure_image(client: docker.DockerClient, root: Path, suite: str, arch: str) -> None:
-    """Make `envpack-test/debian:<suite>-<arch>` from the root filesystem unless present."""
+    """Make `envpack-test/debian:<suite>-<arch>` from the root filesystem unless present.
+
+    The image carries a label naming the root it came from, so a rebuilt root (the cache
+    was deleted) replaces an image that a long-lived engine still holds.
+    """
     tag = image_tag(suite, arch)
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.get(tag)
+    identity = _root_identity(root)
+    if _image_label(client, tag) == identity:
         return
     with _locked(rootfs.cache_dir() / "rootfs" / f".image-{suite}-{arch}.lock"):
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.get(tag)
+        if _image_label(client, tag) == identity:
             return
+        stale = _image_id(client, tag)
         if arch == rootfs.host_arch():
-            _import_image(client, root, tag)
+            _import_image(client, root, tag, identity)
         else:
-            _build_foreign_image(client, root, tag, arch)
+            _build_foreign_image(client, root, tag, arch, identity)
+        if stale:
+            # Untagged by the new import; each stale root image holds ~130 MB.
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(stale)
     image = client.images.get(tag)
     if image.attrs.get("Architecture") != arch:
         raise RootfsError(f"{tag} claims architecture {image.attrs.get('Architecture')!r}")
+
+
+def _root_identity(root: Path) -> str:
+    # The cached root is never modified after its atomic rename, so its inode and mtime
+    # identify one build.
+    stat = root.stat()
+    return f"{stat.st_ino}-{stat.st_mtime_ns}"
+
+
+def _image_id(client: docker.DockerClient, tag: str) -> str | None:
+    try:
+        return client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _image_label(client: docker.DockerClient, tag: str) -> str | None:
+    try:
+        labels = client.images.get(tag).labels
+    except docker.errors.ImageNotFound:
+        return None
+    return labels.get(ROOTFS_LABEL)
 
 
 @contextlib.contextmanager
@@ -321,20 +354,27 @@ def _tar_root(root: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _import_image(client: docker.DockerClient, root: Path, tag: str) -> None:
+def _import_image(client: docker.DockerClient, root: Path, tag: str, identity: str) -> None:
     """`tar -C ROOT -c . | docker import - TAG`, streamed through the SDK."""
     repository, _, name = tag.partition(":")
     proc = _tar_root(root)
     assert proc.stdout is not None
     try:
-        client.api.import_image_from_stream(proc.stdout, repository=repository, tag=name)
+        client.api.import_image_from_stream(
+            proc.stdout,
+            repository=repository,
+            tag=name,
+            changes=[f"LABEL {ROOTFS_LABEL}={identity}"],
+        )
     finally:
         proc.stdout.close()
         if proc.wait() != 0:
             raise RootfsError(f"tar of {root} failed with {proc.returncode}")
 
 
-def _build_foreign_image(client: docker.DockerClient, root: Path, tag: str, arch: str) -> None:
+def _build_foreign_image(
+    client: docker.DockerClient, root: Path, tag: str, arch: str, identity: str
+) -> None:
     """Build `FROM scratch` + the root with --platform, which labels the image `arch`.
 
     `docker import` on Docker 20.10 (Debian 12's docker.io) ignores the platform and labels
@@ -348,7 +388,9 @@ def _build_foreign_image(client: docker.DockerClient, root: Path, tag: str, arch
             )
         if proc.returncode != 0:
             raise RootfsError(f"tar of {root} failed with {proc.returncode}")
-        (context / "Dockerfile").write_text('FROM scratch\nADD rootfs.tar /\nCMD ["/bin/sh"]\n')
+        (context / "Dockerfile").write_text(
+            f'FROM scratch\nADD rootfs.tar /\nLABEL {ROOTFS_LABEL}={identity}\nCMD ["/bin/sh"]\n'
+        )
         with (context / "context.tar").open("w+b") as ctx:
             subprocess.run(
                 ["tar", "-C", str(context), "-c", "Dockerfile", "rootfs.tar"],
