@@ -234,11 +234,6 @@ def test_persistent_fault_fails_with_the_url(
     assert _cache_files(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: fetch.Fetcher._stream releases a connection whose error body is unread, so "
-    "the next attempt reuses it, reads that body as its status line and is wasted",
-)
 def test_retry_after_an_error_whose_body_arrives_late(
     tmp_path: Path, http: urllib3.PoolManager
 ) -> None:
@@ -492,11 +487,6 @@ def test_user_and_password_in_url_become_basic_auth(
     assert SECRET not in request.path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: fetch._prepare_request sends the percent-encoded password (p%40ss) instead of "
-    "the decoded one (p@ss) in the Basic header",
-)
 def test_percent_encoded_password_in_url_is_decoded(
     tmp_path: Path, http: urllib3.PoolManager
 ) -> None:

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Literal
+from typing import IO, BinaryIO, Literal, Protocol
 
 import zstandard
 
@@ -75,13 +75,17 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 @dataclass
 class Member:
     """A regular file of the archive, readable once, in archive order."""
 
     name: str
     size: int
-    stream: IO[bytes]
+    stream: Readable
 
 
 def check_member(info: tarfile.TarInfo) -> str:
@@ -131,11 +135,55 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+class _Counting(io.RawIOBase):
+    """Counts what the tar reader consumes, to tell a complete tar from a truncated one."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+    def drain(self) -> None:
+        while self.read(_COPY_CHUNK):
+            pass
+
+
+class _Guarded(io.RawIOBase):
+    """A member's data: read errors of the container become ArchiveError, not tracebacks."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._inner.read(size)
+        except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+            raise ArchiveError(f"archive is corrupt or truncated ({exc})") from None
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def open_stream(raw: BinaryIO) -> IO[bytes]:
     """Return the decompressed tar stream, choosing zstd or plain tar by magic bytes."""
     head = raw.read(len(ZSTD_MAGIC))
     stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=_COPY_CHUNK)
     if head == ZSTD_MAGIC:
+        # stream_reader bounds memory by the read size, whatever the compression ratio, so a
+        # zstd bomb cannot exhaust memory; its frame checksum is checked when the frame ends.
         return zstandard.ZstdDecompressor().stream_reader(
             stream, read_across_frames=True, closefd=False
         )
@@ -143,10 +191,15 @@ def open_stream(raw: BinaryIO) -> IO[bytes]:
 
 
 def iter_members(raw: BinaryIO) -> Iterator[Member]:
-    """Yield the archive's files in order; directories are skipped, anything unsafe raises."""
+    """Yield the archive's files in order; directories are skipped, anything unsafe raises.
+
+    The whole stream is read to its end, even past the tar's end marker, so that the zstd
+    checksum of the last frame is verified before the caller is told the archive is done.
+    """
     seen: set[str] = set()
     try:
-        with tarfile.open(fileobj=open_stream(raw), mode="r|") as tar:
+        counter = _Counting(open_stream(raw))
+        with tarfile.open(fileobj=io.BufferedReader(counter), mode="r|") as tar:
             for info in tar:
                 name = check_member(info)
                 if name in seen:
@@ -157,6 +210,11 @@ def iter_members(raw: BinaryIO) -> Iterator[Member]:
                 stream = tar.extractfile(info)
                 if stream is None:  # pragma: no cover - regular files always have data
                     raise ArchiveError(f"archive member {name!r} has no data")
-                yield Member(name=name, size=info.size, stream=stream)
+                yield Member(name=name, size=info.size, stream=_Guarded(stream))
+            end = tar.offset
+        counter.drain()
+        # A tar ends with two zero blocks; without them it was cut at a header boundary.
+        if counter.count < end + 2 * tarfile.BLOCKSIZE:
+            raise ArchiveError("archive is truncated (no end-of-archive marker)")
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise ArchiveError(f"archive is corrupt or truncated ({exc})") from None

@@ -305,6 +305,7 @@ class Fetcher:
             )
         except urllib3.exceptions.HTTPError as exc:
             raise _Transient(type(exc).__name__) from None
+        complete = False
         try:
             if response.status in _TRANSIENT_STATUS:
                 raise _Transient(f"HTTP {response.status}")
@@ -314,8 +315,14 @@ class Fetcher:
                 yield from response.stream(_CHUNK)
             except urllib3.exceptions.HTTPError as exc:
                 raise _Transient(type(exc).__name__) from None
+            complete = True
         finally:
-            response.release_conn()
+            if complete:
+                response.release_conn()
+            else:
+                # An unread (or half-read) body would be taken for the next response if the
+                # connection went back to the pool; a retry must start on a fresh one.
+                response.close()
 
     @staticmethod
     def _stream_file(path: Path, url: str) -> Iterable[bytes]:

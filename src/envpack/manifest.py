@@ -56,12 +56,13 @@ def manifest_from_json(data: bytes) -> Manifest:
     """Parse `envpack.json`. Unknown fields are ignored; an unknown format_version is refused."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ArchiveError(f"{MANIFEST_NAME} is not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise ArchiveError(f"{MANIFEST_NAME} must be a JSON object")
     version = doc.get("format_version")
-    if version != FORMAT_VERSION:
+    # type() check: JSON true and 1.0 compare equal to 1 but are not version 1.
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ArchiveError(
             f"archive format version {version!r} is not supported by envpack {__version__} "
             f"(it reads version {FORMAT_VERSION}); use the envunpack that made it or a newer one"
@@ -94,6 +95,15 @@ def _str(doc: dict[str, Any], key: str) -> str:
     return value
 
 
+def _optional_str(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ArchiveError(f"{MANIFEST_NAME}: '{key}' must be a string")
+    return value
+
+
 def _artifact_from_json(doc: object) -> Artifact:
     if not isinstance(doc, dict):
         raise ArchiveError(f"{MANIFEST_NAME}: each artifact must be an object")
@@ -118,13 +128,13 @@ def _artifact_from_json(doc: object) -> Artifact:
         valid = len(parts) == 2 and parts[0] == "pypi"
         subdir, filename = "", parts[-1]
     # Only plain names below channel/<subdir>/ or pypi/: nothing can point elsewhere.
-    if not valid or not all(_SAFE_NAME.fullmatch(p) for p in parts) or ".." in parts:
+    if not valid or not all(_SAFE_NAME.fullmatch(p) for p in parts) or {".", ".."} & set(parts):
         raise ArchiveError(f"{MANIFEST_NAME}: artifact path {path!r} is not allowed")
     artifact = Artifact(
         kind=kind,
         name=_str(doc, "name"),
         version=_str(doc, "version"),
-        build=str(doc.get("build") or ""),
+        build=_optional_str(doc, "build"),
         filename=filename,
         subdir=subdir,
         sha256=sha256,
@@ -147,7 +157,7 @@ def pixi_pack_platform(data: bytes) -> str:
     """Validate a pixi-pack archive's metadata and return its platform."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ArchiveError(f"{PIXI_PACK_NAME} is not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("version") != PIXI_PACK_FORMAT:
         version = doc.get("version") if isinstance(doc, dict) else None

@@ -6,7 +6,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 _TOKEN = re.compile(r"/t/[^/]+/")
 
@@ -36,7 +36,7 @@ def strip_credentials(url: str) -> tuple[str, tuple[str, str] | None, str | None
     parts = urlsplit(url)
     basic = None
     if parts.username is not None:
-        basic = (parts.username, parts.password or "")
+        basic = (unquote(parts.username), unquote(parts.password or ""))
         host = parts.hostname or ""
         if parts.port is not None:
             host = f"{host}:{parts.port}"
