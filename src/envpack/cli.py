@@ -104,6 +104,17 @@ def main_command(
     ignore_pypi_non_wheel: Annotated[
         bool, typer.Option(help="Skip PyPI sdists and VCS sources with a warning.")
     ] = False,
+    create_executable: Annotated[
+        bool,
+        typer.Option(
+            help="Write one executable file: the static envunpack for the target platform "
+            "with the archive appended. Run it on the target as `./env.run -o /app`."
+        ),
+    ] = False,
+    unpacker: Annotated[
+        Path | None,
+        typer.Option(help="The envunpack binary to embed [default: dist/envunpack-<arch>-linux]"),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Print what would be packed, download nothing.")
     ] = False,
@@ -148,6 +159,8 @@ def main_command(
         inject=tuple(inject or ()),
         ignore_pypi_non_wheel=ignore_pypi_non_wheel,
         fetch=FetchOptions(concurrency=concurrency, attempts=retries, timeout=timeout),
+        create_executable=create_executable,
+        unpacker=unpacker,
     )
     if dry_run:
         _print_plan(options, reporter, as_json)

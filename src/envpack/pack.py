@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from envpack.manifest import (
 )
 from envpack.models import CHANNEL_DIR, Artifact, Download, Manifest, Plan
 from envpack.progress import Reporter
+from envpack.selfextract import find_unpacker, trailer
 from envpack.urls import apply_mirrors
 from envpack.wheelcheck import check_plan_wheels, injected_wheel
 
@@ -52,6 +54,8 @@ class PackOptions:
     inject: Sequence[Path] = ()
     ignore_pypi_non_wheel: bool = False
     fetch: FetchOptions = field(default_factory=FetchOptions)
+    create_executable: bool = False
+    unpacker: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ def pack(
 ) -> PackResult:
     plan = make_plan(options, reporter)
     _check_output_dir(options.output)
+    unpacker = _unpacker(options)
     fetcher = Fetcher(
         Cache(options.cache_dir),
         http or default_http(),
@@ -97,10 +102,31 @@ def pack(
     fetched = fetcher.fetch_all(mirrored)
     manifest = _manifest(plan, fetched)
     reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
-    with _atomic_output(options.output) as (out, hasher):
-        _write_archive(out, plan, fetched, manifest, options)
+    with _atomic_output(options.output, executable=unpacker is not None) as (out, hasher):
+        offset = _copy_into(unpacker, out) if unpacker is not None else 0
+        payload = _HashingWriter(out)
+        _write_archive(payload, plan, fetched, manifest, options)  # type: ignore[arg-type]
+        if unpacker is not None:
+            out.write(trailer(payload.digest(), offset, payload.size))
         out.flush()
     return PackResult(options.output, manifest, hasher.hexdigest(), hasher.size)
+
+
+def _unpacker(options: PackOptions) -> Path | None:
+    if not options.create_executable:
+        if options.unpacker is not None:
+            raise EnvpackError("--unpacker only makes sense with --create-executable")
+        return None
+    search = [Path(p) for p in os.environ.get("ENVPACK_UNPACKER_DIR", "").split(":") if p]
+    # From a source checkout, scripts/build-unpacker's output sits in dist/ at the root.
+    search += [Path(__file__).resolve().parents[2] / "dist", Path.cwd() / "dist"]
+    return find_unpacker(options.platform, options.unpacker, search)
+
+
+def _copy_into(source: Path, out: BinaryIO) -> int:
+    with source.open("rb") as fh:
+        shutil.copyfileobj(fh, out, 1 << 20)
+    return source.stat().st_size
 
 
 # --- injected packages -------------------------------------------------------------------------
@@ -290,6 +316,9 @@ class _HashingWriter:
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
 
+    def digest(self) -> bytes:
+        return self._sha.digest()
+
 
 def _check_output_dir(output: Path | None) -> None:
     if output is None:
@@ -304,7 +333,9 @@ def _check_output_dir(output: Path | None) -> None:
 
 
 @contextmanager
-def _atomic_output(output: Path | None) -> Iterator[tuple[BinaryIO, _HashingWriter]]:
+def _atomic_output(
+    output: Path | None, *, executable: bool = False
+) -> Iterator[tuple[BinaryIO, _HashingWriter]]:
     """Write to a temp file beside the output and rename, so a failure leaves nothing behind."""
     if output is None:
         hasher = _HashingWriter(sys.stdout.buffer)
@@ -322,7 +353,7 @@ def _atomic_output(output: Path | None) -> Iterator[tuple[BinaryIO, _HashingWrit
             yield hasher, hasher  # type: ignore[misc]
             raw.flush()
             os.fsync(raw.fileno())
-        tmp.chmod(0o644)
+        tmp.chmod(0o755 if executable else 0o644)
         tmp.replace(output)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

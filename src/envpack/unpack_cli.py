@@ -34,8 +34,12 @@ def _version(value: bool) -> None:
 @app.command()
 def main_command(
     archive: Annotated[
-        str, typer.Argument(help="Archive made by envpack or pixi-pack; '-' reads stdin.")
-    ],
+        str | None,
+        typer.Argument(
+            help="Archive made by envpack or pixi-pack; '-' reads stdin. "
+            "Omit it when this program is a self-extracting file."
+        ),
+    ] = None,
     output_directory: Annotated[
         Path,
         typer.Option("-o", "--output-directory", help="Where the env and its scripts go."),
@@ -87,7 +91,7 @@ def main_command(
     from envpack.progress import Reporter, SilentReporter, TqdmReporter
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
-    with _open(archive) as source:
+    with _ArchiveSource(archive) as source:
         if list_only:
             _print_listing(install.describe(install.read_manifest(source)), as_json)
             return
@@ -118,23 +122,39 @@ def main_command(
         )
 
 
-class _open:
-    def __init__(self, archive: str) -> None:
+class _ArchiveSource:
+    """The archive to read: a file, stdin, a self-extracting file, or this very program."""
+
+    def __init__(self, archive: str | None) -> None:
         self._archive = archive
         self._file: BinaryIO | None = None
 
     def __enter__(self) -> BinaryIO:
+        from envpack import selfextract
+
         if self._archive == "-":
             return sys.stdin.buffer
-        path = Path(self._archive)
-        try:
-            self._file = path.open("rb")
-        except FileNotFoundError:
-            raise EnvpackError(f"no such archive: {path}") from None
-        except IsADirectoryError:
-            raise EnvpackError(f"{path} is a directory, not an archive") from None
-        except OSError as exc:
-            raise EnvpackError(f"cannot read {path}: {exc.strerror}") from None
+        if self._archive is None:
+            payload = selfextract.find_payload(selfextract.own_executable())
+            if payload is None:
+                raise EnvpackError("missing ARCHIVE: name the archive to unpack ('-' for stdin)")
+        else:
+            path = Path(self._archive)
+            try:
+                path.open("rb").close()
+            except FileNotFoundError:
+                raise EnvpackError(f"no such archive: {path}") from None
+            except IsADirectoryError:
+                raise EnvpackError(f"{path} is a directory, not an archive") from None
+            except OSError as exc:
+                raise EnvpackError(f"cannot read {path}: {exc.strerror}") from None
+            payload = selfextract.find_payload(path)
+            if payload is None:
+                self._file = path.open("rb")
+                return self._file
+        # Checked in full before anything is written: a cut or altered file is refused here.
+        selfextract.verify(payload)
+        self._file = selfextract.open_payload(payload)
         return self._file
 
     def __exit__(self, *exc: object) -> None:
