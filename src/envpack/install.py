@@ -35,7 +35,7 @@ from envpack.hostcheck import (
 )
 from envpack.manifest import MANIFEST_NAME, PIXI_PACK_NAME, manifest_from_json, pixi_pack_platform
 from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest
-from envpack.progress import Reporter
+from envpack.progress import Bar, Reporter
 from envpack.wheels import PythonInfo, check_wheels_compatible, install_wheels, python_info
 
 STAGING_PREFIX = ".envpack-staging-"
@@ -130,7 +130,7 @@ def _unpack_into(
     python = _check_wheels(received, records, platform)
     prefix = staging / "prefix"
     reporter.info(f"installing {len(records)} packages into {target}")
-    _link(records, prefix, target, staging / "pkgs", platform, options)
+    _link(records, prefix, target, staging / "pkgs", platform, options, reporter)
     if python is not None:
         reporter.info(f"installing {len(received.wheels)} PyPI wheels")
         install_wheels(prefix, target, received.wheels, python, reporter)
@@ -146,13 +146,16 @@ def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
     """Stream the archive into staging, refusing anything unexpected or unverified."""
     got = _Received()
     channel = staging / CHANNEL_DIR
-    bar = reporter.bar("unpack", None, "B")
+    bar: Bar = reporter.bar("verify", None, "B")
     try:
         for index, member in enumerate(iter_members(source)):
             if index == 0 and member.name == MANIFEST_NAME:
                 got.manifest = manifest_from_json(_read_small(member))
                 got.platform = got.manifest.platform
                 _check_host(got.manifest.platform, got.manifest.virtual_packages)
+                bar.close()  # now the total is known
+                total = sum(a.size or 0 for a in got.manifest.artifacts)
+                bar = reporter.bar("verify", total, "B")
                 continue
             if member.name == PIXI_PACK_NAME:
                 platform = pixi_pack_platform(_read_small(member))
@@ -213,7 +216,7 @@ def _check_host(platform: str, virtual: tuple[str, ...]) -> None:
     check_virtual_packages(virtual, host_virtual_packages())
 
 
-def _store(member: Member, dest: Path, manifest: Manifest | None, bar: object) -> str:
+def _store(member: Member, dest: Path, manifest: Manifest | None, bar: Bar) -> str:
     """Copy one artifact to staging, hashing as it streams; the manifest must agree."""
     expected = manifest.artifact_for(member.name) if manifest is not None else None
     if manifest is not None:
@@ -230,7 +233,7 @@ def _store(member: Member, dest: Path, manifest: Manifest | None, bar: object) -
         while chunk := member.stream.read(_CHUNK):
             sha.update(chunk)
             out.write(chunk)
-            bar.update(len(chunk))  # type: ignore[attr-defined]
+            bar.update(len(chunk))
     digest = sha.hexdigest()
     if expected is not None and digest != expected.sha256:
         raise ArchiveError(
@@ -271,6 +274,25 @@ def _records(got: _Received, staging: Path) -> list[rattler.RepoDataRecord]:
     return chosen
 
 
+class _LinkProgress(rattler.InstallerReporter):
+    """rattler's installer callbacks (from its own threads) driving a package-count bar."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+        self._bar: Bar | None = None
+
+    def on_transaction_start(self, total_operations: int) -> None:
+        self._bar = self._reporter.bar("link", total_operations, "pkg")
+
+    def on_transaction_operation_complete(self, operation: int) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_transaction_complete(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def _link(
     records: list[rattler.RepoDataRecord],
     prefix: Path,
@@ -278,7 +300,11 @@ def _link(
     cache: Path,
     platform: str,
     options: UnpackOptions,
+    reporter: Reporter,
 ) -> None:
+    # py-rattler documents its no-op callbacks with docstring-only bodies, which mypy takes
+    # for abstract methods; at runtime every callback we do not override is a no-op.
+    progress = _LinkProgress(reporter)  # type: ignore[abstract]
     try:
         asyncio.run(
             rattler.install(
@@ -289,6 +315,7 @@ def _link(
                 platform=rattler.Subdir(platform),
                 execute_link_scripts=options.execute_link_scripts,
                 show_progress=False,
+                reporter=progress,
                 # Placeholders get the final path even though we link into staging.
                 alternative_target_prefix=target,
             )
