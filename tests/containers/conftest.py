@@ -101,7 +101,7 @@ class ContainerSummary:
             return "none"
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.container_ids:
+        if not self.container_ids or terminalreporter.config.option.collectonly:
             return
         terminalreporter.section("container tests per backend")
         backends = sorted({backend for backend, _ in self.outcomes})
