@@ -3,26 +3,67 @@
 import importlib
 import importlib.abc
 import importlib.machinery
+import io
 import os
+import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-# Must match LAZY_EXTENSION in envunpack.spec.
+# Must match LAZY_EXTENSION in envunpack.spec and the section name in freeze.sh.
 LAZY_EXTENSION = "rattler/rattler.abi3.so"
 LAZY_MODULE = "rattler.rattler"
+LAZY_SECTION = b".envpack.rattler"
 
 
-class _LazyExtensionFinder(importlib.abc.MetaPathFinder):
-    """Decompresses the rattler extension the first time it is imported.
+def elf_section(path: str, name: bytes) -> tuple[int, int] | None:
+    """(offset, size) of a named section of a 64-bit little-endian ELF file, else None."""
+    with Path(path).open("rb") as f:
+        header = f.read(64)
+        if header[:6] != b"\x7fELF\x02\x01":
+            return None
+        (table_offset,) = struct.unpack_from("<Q", header, 0x28)
+        entry_size, count, names_index = struct.unpack_from("<HHH", header, 0x3A)
+        f.seek(table_offset)
+        table = f.read(entry_size * count)
+        # Each entry: name offset, type, flags, address, file offset, size (Elf64_Shdr).
+        entries = [struct.unpack_from("<IIQQQQ", table, i * entry_size) for i in range(count)]
+        names_offset, names_size = entries[names_index][4:6]
+        f.seek(names_offset)
+        names = f.read(names_size)
+        for name_at, _, _, _, offset, size in entries:
+            if names[name_at : names.find(b"\0", name_at)] == name:
+                return offset, size
+    return None
 
-    The spec ships it zstd-compressed so that a onefile start does not extract 55 MB that
-    `--help` never uses. Once the file exists, the normal path finder imports it.
+
+def lazy_payload(bundle: Path) -> tuple[Path, int, int] | None:
+    """Where the zstd-compressed rattler extension is: (file, offset, size), or None.
+
+    The static build keeps it in an ELF section of the outer binary, which staticx names in
+    STATICX_PROG_PATH; a plain onefile build has it as a bundled file.
+    """
+    bundled = bundle / (LAZY_EXTENSION + ".zst")
+    if bundled.is_file():
+        return bundled, 0, bundled.stat().st_size
+    program = os.environ.get("STATICX_PROG_PATH")
+    if program:
+        section = elf_section(program, LAZY_SECTION)
+        if section is not None:
+            return Path(program), *section
+    return None
+
+
+class LazyExtensionFinder(importlib.abc.MetaPathFinder):
+    """Decompresses the rattler extension into the bundle the first time it is imported.
+
+    Once the file exists, the normal path finder imports it as any other extension.
     """
 
-    def __init__(self, packed: Path) -> None:
-        self.packed = packed
+    def __init__(self, bundle: Path, payload: tuple[Path, int, int]) -> None:
+        self.bundle = bundle
+        self.payload = payload
 
     def find_spec(
         self,
@@ -35,10 +76,16 @@ class _LazyExtensionFinder(importlib.abc.MetaPathFinder):
         sys.meta_path.remove(self)
         import zstandard
 
-        extension = self.packed.with_suffix("")
+        source, offset, size = self.payload
+        with source.open("rb") as f:
+            f.seek(offset)
+            compressed = f.read(size)
+        extension = self.bundle / LAZY_EXTENSION
+        # Nothing else of rattler is a file in the bundle (its Python code is in the PYZ).
+        extension.parent.mkdir(parents=True, exist_ok=True)
         partial = extension.with_name(extension.name + ".part")
-        with self.packed.open("rb") as src, partial.open("wb") as dst:
-            zstandard.ZstdDecompressor().copy_stream(src, dst)
+        with partial.open("wb") as dst:
+            zstandard.ZstdDecompressor().copy_stream(io.BytesIO(compressed), dst)
         # Rename last: a half-written file must never be what gets dlopen'ed.
         partial.rename(extension)
         # The path finder cached the folder's listing when the rattler package was imported.
@@ -46,20 +93,20 @@ class _LazyExtensionFinder(importlib.abc.MetaPathFinder):
         return None
 
 
-def _install_lazy_extension() -> None:
+def install_lazy_extension() -> None:
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle is None:
         return
-    packed = Path(bundle, LAZY_EXTENSION + ".zst")
-    if packed.is_file():
-        sys.meta_path.insert(0, _LazyExtensionFinder(packed))
+    payload = lazy_payload(Path(bundle))
+    if payload is not None:
+        sys.meta_path.insert(0, LazyExtensionFinder(Path(bundle), payload))
 
 
 def run() -> None:
     # typer turns rich output on unless told otherwise, whether or not rich can be imported;
     # the bundle leaves rich out (megabytes and startup time), so switch it off before typer loads.
     os.environ["TYPER_USE_RICH"] = "0"
-    _install_lazy_extension()
+    install_lazy_extension()
 
     # Before rattler is imported: it panics on a host without CA certificates (DESIGN §5).
     from envpack.certs import ensure_ca_certificates

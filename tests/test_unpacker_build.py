@@ -1,0 +1,223 @@
+"""The frozen `envunpack`: what it may import, how its lazy rattler works, and the binary itself.
+
+The import tests run in the plain venv. The `slow` tests use dist/envunpack-<arch>-linux,
+built (or taken from the cache) by scripts/build-unpacker; the aarch64 one is only used if it
+is already there, or built when ENVPACK_BUILD_AARCH64=1, since emulation takes minutes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from envpack import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = ROOT / "unpacker" / "envunpack_entry.py"
+
+# Modules only the packer needs: none may load in the unpacker, or the frozen binary would
+# carry them (and their start-up cost) or fail on a missing import.
+BANNED = (
+    "envpack.cli",
+    "envpack.pack",
+    "envpack.fetch",
+    "envpack.lockfile",
+    "envpack.wheelcheck",
+    "urllib3",
+    "requests",
+    "docker",
+    "rattler_build",
+    "rich",
+    "pydantic",
+)
+# Everything the unpacker runs: the CLI and, lazily, the unpack library behind it.
+UNPACKER_MODULES = (
+    "envpack.unpack_cli",
+    "envpack.install",
+    "envpack.archive",
+    "envpack.manifest",
+    "envpack.models",
+    "envpack.errors",
+    "envpack.progress",
+    "envpack.wheels",
+    "envpack.certs",
+    "envpack.buildinfo",
+)
+# What `--help` and `--version` must not pay for: rattler alone is a 55 MB extension.
+HEAVY = ("rattler", "zstandard", "tqdm", "installer", "envpack.install")
+
+
+def loaded_modules(*modules: str) -> set[str]:
+    """sys.modules of a fresh interpreter after importing `modules`, as the frozen entry does."""
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print(*sys.modules)"
+    # The frozen entry switches typer's rich support off before importing anything.
+    env = {**os.environ, "TYPER_USE_RICH": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return set(result.stdout.split())
+
+
+def test_unpacker_imports_no_packer_only_module() -> None:
+    present = [m for m in UNPACKER_MODULES if importlib.util.find_spec(m) is not None]
+    loaded = loaded_modules(*present)
+    assert "envpack.unpack_cli" in loaded
+    banned = sorted(m for m in loaded if m in BANNED or m.split(".")[0] in BANNED)
+    assert banned == [], f"the unpacker imports packer-only modules: {banned}"
+
+
+def test_cli_module_loads_nothing_heavy() -> None:
+    loaded = loaded_modules("envpack.unpack_cli")
+    heavy = sorted(m for m in HEAVY if m in loaded)
+    assert heavy == [], f"import these inside the command, not at module level: {heavy}"
+
+
+def load_entry() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("envunpack_entry", ENTRY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_elf_section_finds_named_sections(tmp_path: Path) -> None:
+    entry = load_entry()
+    python = os.path.realpath(sys.executable)
+    text = entry.elf_section(python, b".text")
+    assert text is not None
+    offset, size = text
+    assert offset > 0
+    assert 0 < size < Path(python).stat().st_size
+    assert entry.elf_section(python, b".no-such-section") is None
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\n")
+    assert entry.elf_section(str(script), b".text") is None
+
+
+@pytest.mark.slow
+def test_lazy_rattler_extension_is_decompressed_on_first_import(tmp_path: Path) -> None:
+    """The finder the frozen entry installs, run against a fake bundle of the real rattler."""
+    import rattler
+    import zstandard
+
+    bundle = tmp_path / "bundle"
+    package = Path(rattler.__file__).parent
+    shutil.copytree(package, bundle / "rattler", ignore=shutil.ignore_patterns("*.so"))
+    (extension,) = package.glob("rattler*.so")
+    with (
+        extension.open("rb") as src,
+        (bundle / "rattler" / "rattler.abi3.so.zst").open("wb") as dst,
+    ):
+        zstandard.ZstdCompressor(level=1).copy_stream(src, dst)
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        sys._MEIPASS = {str(bundle)!r}
+        sys.path.insert(0, sys._MEIPASS)
+        spec = importlib.util.spec_from_file_location("entry", {str(ENTRY)!r})
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+        entry.install_lazy_extension()
+        import rattler, rattler.rattler
+        print(rattler.rattler.__file__)
+        print(rattler.Version("1.2") < rattler.Version("1.10"))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(bundle / "rattler" / "rattler.abi3.so")
+    assert lines[1] == "True"
+    assert not list((bundle / "rattler").glob("*.part"))
+
+
+# --- the frozen binary -----------------------------------------------------------------------
+
+HOST_ARCH = platform.machine()
+SUBDIRS = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}
+
+
+def frozen_unpacker(arch: str) -> Path:
+    """dist/envunpack-<arch>-linux, brought up to date by the (cached) build script."""
+    binary = ROOT / "dist" / f"envunpack-{arch}-linux"
+    native = arch == HOST_ARCH
+    if native or os.environ.get(f"ENVPACK_BUILD_{arch.upper()}") == "1":
+        subprocess.run([ROOT / "scripts" / "build-unpacker", "--arch", arch], check=True)
+    elif not binary.exists():
+        pytest.skip(f"{binary.name} not built (scripts/build-unpacker --arch {arch})")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def unpacker() -> Path:
+    return frozen_unpacker(HOST_ARCH)
+
+
+def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.slow
+def test_version_names_the_build_platform(unpacker: Path) -> None:
+    result = run(unpacker, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"envunpack {__version__} ({SUBDIRS[HOST_ARCH]}, static)"
+
+
+@pytest.mark.slow
+def test_help(unpacker: Path) -> None:
+    result = run(unpacker, "--help")
+    assert result.returncode == 0, result.stderr
+    assert re.match(r"Usage: envunpack \[OPTIONS\] \[?ARCHIVE", result.stdout)
+    assert "--output-directory" in result.stdout
+
+
+@pytest.mark.slow
+def test_binary_is_static_with_checksum(unpacker: Path) -> None:
+    assert unpacker.stat().st_mode & 0o777 == 0o755
+    out = subprocess.run(["file", "-L", unpacker], capture_output=True, text=True).stdout
+    assert "statically linked" in out, out
+    checksum = unpacker.with_name(unpacker.name + ".sha256").read_text()
+    assert checksum.split() == [sha256(unpacker), unpacker.name]
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.container
+def test_starts_on_an_empty_root(unpacker: Path, tmp_path: Path) -> None:
+    """Only /dev, /proc and a writable /tmp: no libc, no CA certificates, no shell."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    empty = tmp_path / "root"
+    empty.mkdir()
+    base: list[str | Path] = ["bwrap", "--bind", empty, "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    base += ["--ro-bind", unpacker, "/envunpack", "--unshare-all", "--die-with-parent"]
+    base += ["--clearenv"]
+    version = run(*base, "/envunpack", "--version")
+    assert version.returncode == 0, version.stderr
+    assert "static" in version.stdout
+    # A missing archive goes through rattler's import (lazy extension, CA check) and ends in
+    # the one-line error, not a panic.
+    missing = run(*base, "/envunpack", "/nothing.tar", "-o", "/tmp/app")
+    assert missing.returncode == 1, missing.stderr
+    assert missing.stderr.strip() == "error: no such archive: /nothing.tar"
