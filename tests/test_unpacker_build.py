@@ -211,7 +211,15 @@ def test_starts_on_an_empty_root(unpacker: Path, tmp_path: Path) -> None:
     empty = tmp_path / "root"
     empty.mkdir()
     base: list[str | Path] = ["bwrap", "--bind", empty, "/", "--dev", "/dev", "--proc", "/proc"]
-    base += ["--tmpfs", "/tmp", "--ro-bind", unpacker, "/envunpack", "--unshare-all", "--die-with-parent"]
+    base += [
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        unpacker,
+        "/envunpack",
+        "--unshare-all",
+        "--die-with-parent",
+    ]
     base += ["--clearenv"]
     version = run(*base, "/envunpack", "--version")
     assert version.returncode == 0, version.stderr
