@@ -27,8 +27,8 @@ from tests.fixtures.channel import FixtureChannel, lock_for
 FIGURES: dict[str, list[int]] = {}
 NOTES: list[str] = []
 _FIGURE_LOCK = threading.Lock()
-# Test modules whose every case counts towards one figure, by outcome.
-_COUNTED = {"test_malicious.py": "malicious archives refused"}
+# Test functions whose every case counts towards one figure, by outcome.
+_COUNTED = {"test_malicious_archive_is_refused": "malicious archives refused"}
 
 
 def record(name: str, ok: bool) -> None:
@@ -44,8 +44,8 @@ def note(line: str) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    module = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
-    figure = _COUNTED.get(module)
+    function = report.nodeid.split("::")[-1].split("[")[0]
+    figure = _COUNTED.get(function)
     if figure is None:
         return
     # A case counts once: its call phase, or a setup that failed or skipped (not counted).

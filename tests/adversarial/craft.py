@@ -331,3 +331,30 @@ def wheel(
         for name, data in members.items():
             zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
     return f"{dist}-{version}-py3-none-any.whl", out.getvalue()
+
+
+def keep_artifacts(entries: list[Entry], keep: Iterable[str]) -> list[Entry]:
+    """A smaller but consistent archive: only `keep` in the members, manifest and repodata."""
+    wanted = set(keep)
+    dropped = {e.name for e in artifacts(entries)} - wanted
+    out = [e for e in entries if e.name not in dropped]
+
+    def fix_manifest(doc: dict[str, object]) -> None:
+        doc["artifacts"] = [a for a in doc["artifacts"] if a["path"] in wanted]  # type: ignore[attr-defined]
+
+    edit_json(out, MANIFEST, fix_manifest)
+    for entry in list(out):
+        if not entry.name.endswith("/repodata.json"):
+            continue
+        subdir = entry.name.split("/")[1]
+
+        def fix_repodata(doc: dict[str, object], subdir: str = subdir) -> None:
+            for key in ("packages", "packages.conda"):
+                records = doc.get(key, {})
+                assert isinstance(records, dict)
+                for filename in list(records):
+                    if f"channel/{subdir}/{filename}" not in wanted:
+                        del records[filename]
+
+        edit_json(out, entry.name, fix_repodata)
+    return out

@@ -24,6 +24,7 @@ from tests.adversarial.craft import Entry, member
 LIB = "channel/linux-64/libhello-1.0.0-h9087c05_0.tar.bz2"  # small, a .tar.bz2, no python
 HELLO = "channel/linux-64/hello-c-1.0.0-hccbdfe7_0.conda"  # small, a .conda
 ACTIVATION = "channel/noarch/fixture-activation-1.0.0-h4616a5c_0.conda"
+SMALL = (LIB, HELLO, ACTIVATION)
 MB = 1 << 20
 GB = 1 << 30
 # Far below what any of these bombs would take if they were inflated: 16 GiB and more.
@@ -37,8 +38,10 @@ def _base_entries(archive: Path) -> list[Entry]:
     return craft.read_entries(archive)
 
 
-def base(packed: Packed) -> list[Entry]:
-    return copy.deepcopy(_base_entries(packed.zstd))
+def base(packed: Packed, *, small: bool = False) -> list[Entry]:
+    """The real archive's members; `small` keeps three packages without python (fast links)."""
+    entries = copy.deepcopy(_base_entries(packed.zstd))
+    return craft.keep_artifacts(entries, SMALL) if small else entries
 
 
 # --- cases -------------------------------------------------------------------------------------
@@ -178,19 +181,19 @@ def _metadata_bomb(name: str) -> Builder:
 
 
 def _many_repodata_bomb(entries: list[Entry], ws: Workspace, dest: Path) -> Path:
-    """Eight `channel/<x>/repodata.json` of 250 MB each: each under the per-file cap."""
+    """Five `channel/<x>/repodata.json` of 200 MB each: each under the per-file cap."""
     parts = [craft.zstd(craft.tar_bytes(entries[:1], end=False))]
-    for i in range(8):
-        info = member(f"channel/bomb{i}/repodata.json", size=250 * MB).info
-        parts += [craft.zstd(craft.header(info)), craft.rle_zeros(250 * MB)]
+    for i in range(5):
+        info = member(f"channel/bomb{i}/repodata.json", size=200 * MB).info
+        parts += [craft.zstd(craft.header(info)), craft.rle_zeros(200 * MB)]
     parts.append(craft.zstd(craft.tar_bytes(entries[1:])))
     dest.write_bytes(b"".join(parts))
     return dest
 
 
 def _trailing_zeros_bomb(entries: list[Entry], ws: Workspace, dest: Path) -> Path:
-    """A complete, valid archive followed by 32 GiB of zeros in a further zstd frame."""
-    dest.write_bytes(craft.zstd(craft.tar_bytes(entries)) + craft.rle_zeros(32 * GB))
+    """A complete, valid archive followed by 2 GiB of zeros (64 KB of zstd) in another frame."""
+    dest.write_bytes(craft.zstd(craft.tar_bytes(entries)) + craft.rle_zeros(2 * GB))
     return dest
 
 
@@ -387,7 +390,7 @@ CASES: dict[str, Case] = {
         _many_repodata_bomb,
         bug=(
             "bug: install._receive keeps every channel/<any>/repodata.json in memory (each up "
-            "to 256 MB, any number, any subdir): 8 x 250 MB of zeros take 2 GB of RSS"
+            "to 256 MB, any number, any subdir): 5 x 200 MB of zeros take over 1 GB of RSS (and of disk in staging)"
         ),
         slow=True,
     ),
@@ -395,7 +398,7 @@ CASES: dict[str, Case] = {
         _trailing_zeros_bomb,
         bug=(
             "bug: archive.iter_members drains everything after the end-of-archive marker "
-            "without a bound: 32 GiB of zeros (1 MB of zstd) are inflated, then the "
+            "without a bound: 2 GiB of zeros (64 KB of zstd) are inflated (~6 s; the cost scales with the bomb), then the "
             "archive is accepted"
         ),
         slow=True,
@@ -472,7 +475,7 @@ CASES: dict[str, Case] = {
     ),
     "pkg-symlink-conda-meta-record": Case(
         _pkg_link(
-            "conda-meta/six-1.17.0-pyh4616a5c_0.json", lambda ws: str(ws.victim / "six.json")
+            "conda-meta/hello-c-1.0.0-hccbdfe7_0.json", lambda ws: str(ws.victim / "rec.json")
         ),
         bug=(
             "bug: a package symlink at another package's conda-meta record makes rattler "
@@ -520,7 +523,9 @@ def test_malicious_archive_is_refused(
     name: str, packed: Packed, workspace: Workspace, tmp_path: Path
 ) -> None:
     case = CASES[name]
-    archive = case.build(base(packed), workspace, tmp_path / f"{name}.tar")
+    # Wheels need the env's python; every other case links three small packages (fast).
+    small = not name.startswith("wheel-")
+    archive = case.build(base(packed, small=small), workspace, tmp_path / f"{name}.tar")
     line, result = workspace.unpack_refused(archive, *case.needles, limits=BOMB_LIMITS)
     assert result.maxrss_mb < RSS_LIMIT_MB, f"{result.maxrss_mb:.0f} MB RSS: {line}"
     assert (workspace.victim / "precious.txt").read_text() == "do not touch\n"
