@@ -229,3 +229,92 @@ def test_starts_on_an_empty_root(unpacker: Path, tmp_path: Path) -> None:
     missing = run(*base, "/envunpack", "/nothing.tar", "-o", "/tmp/app")
     assert missing.returncode == 1, missing.stderr
     assert missing.stderr.strip() == "error: no such archive: /nothing.tar"
+
+
+# --- end to end on bare targets --------------------------------------------------------------
+
+# Debian's busybox-static lends the empty root a shell to chain the two steps.
+BUSYBOX = Path("/bin/busybox")
+E2E_TARGETS = [
+    ("bullseye", "amd64"),
+    ("bookworm", "amd64"),
+    ("trixie", "amd64"),
+    ("empty", "amd64"),
+    ("bookworm", "arm64"),
+]
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+UNPACK_SCRIPT = """
+set -e
+/envunpack --version
+/envunpack /env.tar -o /app -q
+test -f /app/activate.sh
+echo "records $(ls /app/env/conda-meta/*.json | wc -l)"
+"""
+RUN_SCRIPT = """
+/app/env/bin/python3 -c 'import ssl, sqlite3, ctypes, lzma, bz2, zlib, json, sys
+print("prefix", sys.prefix)
+print("sqlite", sqlite3.connect(":memory:").execute("select sqlite_version()").fetchone()[0])'
+/app/env/bin/hello-c
+"""
+# The fixture env is Debian bookworm's python, which needs glibc 2.35 from the host: bullseye
+# (2.31) and the empty root (no libc at all) can unpack it but not run it.
+RUNS_FIXTURE_PYTHON = {"bookworm", "trixie"}
+
+
+@pytest.fixture(scope="module")
+def fixture_archives(
+    tmp_path_factory: pytest.TempPathFactory, fixture_channel: object
+) -> dict[str, Path]:
+    """The fixture env packed once per platform: {"linux-64": ..., "linux-aarch64": ...}."""
+    from tests.clirun import run_cli
+    from tests.fixtures.channel import FixtureChannel, lock_for
+    from tests.fixtures.server import serve_directory
+
+    assert isinstance(fixture_channel, FixtureChannel)
+    base = tmp_path_factory.mktemp("frozen-archives")
+    archives: dict[str, Path] = {}
+    with serve_directory(fixture_channel.root) as url:
+        project = lock_for(fixture_channel.lock_v6, url, base / "project").parent
+        for subdir in SUBDIRS.values():
+            archive = base / f"env-{subdir}.tar"
+            args = (project, "-o", archive, "--cache", base / "cache", "-q", "-p", subdir)
+            result = run_cli("envpack", *args)
+            assert result.returncode == 0, result.stderr.decode()
+            archives[subdir] = archive
+    return archives
+
+
+@pytest.mark.slow
+@pytest.mark.container
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(("suite", "arch"), E2E_TARGETS, ids=[f"{s}-{a}" for s, a in E2E_TARGETS])
+def test_frozen_unpacker_installs_a_working_env(
+    suite: str, arch: str, fixture_archives: dict[str, Path]
+) -> None:
+    from tests.containers.harness import BackendUnavailable, get_target
+    from tests.containers.rootfs import EMPTY
+
+    machine = MACHINES[arch]
+    binary = frozen_unpacker(machine)
+    try:
+        target = get_target(suite, arch)
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+    files = {"/envunpack": binary, "/env.tar": fixture_archives[SUBDIRS[machine]]}
+    runs_python = suite in RUNS_FIXTURE_PYTHON
+    script = UNPACK_SCRIPT + (RUN_SCRIPT if runs_python else "")
+    if suite == EMPTY:
+        if not BUSYBOX.is_file():
+            pytest.skip(f"{BUSYBOX} missing: apt-get install busybox-static")
+        files["/bin/busybox"] = BUSYBOX
+        result = target.run(["/bin/busybox", "sh", "-c", script], files=files)
+    else:
+        result = target.run(script, files=files)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f"({SUBDIRS[machine]}, static)" in result.stdout
+    assert re.search(r"^records [1-9]", result.stdout, re.MULTILINE), result.stdout
+    if runs_python:
+        assert "prefix /app/env" in result.stdout
+        assert "sqlite 3." in result.stdout
+        # The C package's binary prefix placeholder was rewritten to the new prefix.
+        assert "/app/env" in result.stdout.splitlines()[-1]
