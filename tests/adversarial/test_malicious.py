@@ -390,7 +390,8 @@ CASES: dict[str, Case] = {
         _many_repodata_bomb,
         bug=(
             "bug: install._receive keeps every channel/<any>/repodata.json in memory (each up "
-            "to 256 MB, any number, any subdir): 5 x 200 MB of zeros take over 1 GB of RSS (and of disk in staging)"
+            "to 256 MB, any number, any subdir): 5 x 200 MB of zeros take over 1 GB of RSS "
+            "(and of disk in staging)"
         ),
         slow=True,
     ),
@@ -398,8 +399,8 @@ CASES: dict[str, Case] = {
         _trailing_zeros_bomb,
         bug=(
             "bug: archive.iter_members drains everything after the end-of-archive marker "
-            "without a bound: 2 GiB of zeros (64 KB of zstd) are inflated (~6 s; the cost scales with the bomb), then the "
-            "archive is accepted"
+            "without a bound: 2 GiB of zeros (64 KB of zstd) are inflated (~6 s; the cost "
+            "scales with the bomb), then the archive is accepted"
         ),
         slow=True,
     ),
