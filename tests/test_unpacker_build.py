@@ -104,6 +104,23 @@ def test_elf_section_finds_named_sections(tmp_path: Path) -> None:
     assert entry.elf_section(str(script), b".text") is None
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"LD_LIBRARY_PATH": "/tmp/_MEI1", "A": "1"}, {"A": "1"}),
+        (
+            {"LD_LIBRARY_PATH": "/tmp/_MEI1", "LD_LIBRARY_PATH_ORIG": "/opt/lib"},
+            {"LD_LIBRARY_PATH": "/opt/lib"},
+        ),
+        ({}, {}),
+    ],
+)
+def test_children_get_the_users_library_path(before: dict[str, str], after: dict[str, str]) -> None:
+    environ = dict(before)
+    load_entry().restore_child_environment(environ)
+    assert environ == after
+
+
 @pytest.mark.slow
 def test_lazy_rattler_extension_is_decompressed_on_first_import(tmp_path: Path) -> None:
     """The finder the frozen entry installs, run against a fake bundle of the real rattler."""

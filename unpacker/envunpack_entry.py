@@ -7,7 +7,7 @@ import io
 import os
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -102,11 +102,28 @@ def install_lazy_extension() -> None:
         sys.meta_path.insert(0, LazyExtensionFinder(Path(bundle), payload))
 
 
+def restore_child_environment(environ: MutableMapping[str, str]) -> None:
+    """Give child processes the user's LD_LIBRARY_PATH, not PyInstaller's.
+
+    The onefile bootloader points LD_LIBRARY_PATH at its bundle (libcrypto, libexpat, ...) for
+    this process; the env's python or post-link scripts we start must not load those instead of
+    their own (RUNPATH loses to LD_LIBRARY_PATH). This process already has its libraries mapped
+    and ld.so read the variable at start, so changing it here only affects children.
+    """
+    original = environ.pop("LD_LIBRARY_PATH_ORIG", None)
+    if original is None:
+        environ.pop("LD_LIBRARY_PATH", None)
+    else:
+        environ["LD_LIBRARY_PATH"] = original
+
+
 def run() -> None:
     # typer turns rich output on unless told otherwise, whether or not rich can be imported;
     # the bundle leaves rich out (megabytes and startup time), so switch it off before typer loads.
     os.environ["TYPER_USE_RICH"] = "0"
     install_lazy_extension()
+    if hasattr(sys, "_MEIPASS"):
+        restore_child_environment(os.environ)
 
     # Before rattler is imported: it panics on a host without CA certificates (DESIGN §5).
     from envpack.certs import ensure_ca_certificates
