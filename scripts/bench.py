@@ -1,7 +1,12 @@
-"""Benchmarks: every figure a median of several runs, every comparison run alternately.
+"""Benchmarks against the peers: `scripts/bench pack|unpack|unpacker|selfextract|all`.
 
-Ratios are what we report, because the machine is shared and noisy: A and B run in turn
-within one invocation, so both see the same noise.
+Every figure is a median of several runs, and the contestants of each comparison run in
+turn (round-robin, the order rotating every round) within one invocation, so on a shared,
+noisy machine they all see the same noise. Ratios are the medians of the per-round ratios.
+
+The environment is the benchmark env of `tests/fixtures/bigenv.py` (~75 packages, numpy,
+scipy, pandas, pyarrow, ...); `--env fixture` runs the same on the small fixture env.
+`all` also writes docs/benchmarks.md (and docs/benchmarks.svg).
 """
 
 from __future__ import annotations
@@ -9,8 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import functools
-import json
+import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -18,7 +25,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from html import escape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,17 +38,170 @@ sys.path.insert(0, str(ROOT))
 import rattler  # noqa: E402
 import urllib3  # noqa: E402
 
-from tests.fixtures.channel import build, lock_for  # noqa: E402
+# The fixture builders (rattler_build and all) load only in the parent process, so the
+# rattler.install baseline's own process starts as lean as envunpack's.
+if __name__ == "__main__" and sys.argv[1:2] != ["_rattler-install"]:
+    from tests.fixtures import bigenv
+    from tests.fixtures.channel import build as build_fixture
+    from tests.fixtures.channel import lock_for
 
 BIN = Path(sys.executable).parent
+FROZEN = ROOT / "dist" / "envunpack-x86_64-linux"
+BENCH_VENV = Path(os.environ.get("ENVPACK_DEV_CACHE") or Path.home() / ".cache" / "envpack-dev") / (
+    "bench-venv"
+)
+DOCS = ROOT / "docs"
+# What the env must do once unpacked: its compiled extensions and vendored libs load.
+PROBE = {
+    "bench": "import numpy, scipy.linalg, pandas, pyarrow, yaml, sympy, ssl, sqlite3; "
+    "assert pandas.DataFrame({'a': [1, 2]}).a.sum() == 3; print(numpy.__file__)",
+    "fixture": "import ssl, sqlite3, dateutil, tabulate; print(ssl.__file__)",
+}
+NOT_BUILT = "not built"
 
 
-class _SlowHandler(SimpleHTTPRequestHandler):
+# --- measuring ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contestant:
+    name: str
+    run: Callable[[], object]
+    prepare: Callable[[], object] = lambda: None  # untimed, before every run
+    check: Callable[[], object] = lambda: None  # untimed, once after the warm-up run
+
+
+Times = dict[str, list[float]]
+
+
+def race(contestants: Sequence[Contestant], runs: int) -> Times:
+    """Run every contestant `runs` times, round-robin with a rotating order, after one
+    untimed warm-up each (which also fills the page cache and checks the result)."""
+    for c in contestants:
+        c.prepare()
+        c.run()
+        c.check()
+    times: Times = {c.name: [] for c in contestants}
+    for i in range(runs):
+        k = i % len(contestants)
+        for c in [*contestants[k:], *contestants[:k]]:
+            c.prepare()
+            start = time.perf_counter()
+            c.run()
+            times[c.name].append(time.perf_counter() - start)
+    return times
+
+
+def median(times: Times, name: str) -> float:
+    return statistics.median(times[name])
+
+
+def ratio(times: Times, a: str, b: str) -> float:
+    """How long `a` takes relative to `b`: the median of the per-round ratios."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+
+
+def sh(*cmd: str | Path, cwd: Path | None = None) -> str:
+    """Run a command; on failure raise with the tail of its stderr."""
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise RuntimeError(f"{' '.join(map(str, cmd))[:300]} failed ({proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def shell(script: str) -> None:
+    sh("bash", "-o", "pipefail", "-c", script)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes on disk under `path`, each hardlinked inode counted once."""
+    seen: set[int] = set()
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            st = (Path(root) / name).lstat()
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+    return total
+
+
+def fs_used(path: Path) -> int:
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+@dataclass(frozen=True)
+class Peak:
+    rss_mb: float
+    extra_disk: int  # bytes used on the output's filesystem beyond the final result
+    final_disk: int
+
+
+_RSS_PROBE = (
+    "import resource, subprocess, sys;"
+    "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak(cmd: Sequence[str | Path], watch: Path) -> Peak:
+    """Peak RSS of `cmd` (its largest process, via a fresh wrapper's RUSAGE_CHILDREN) and
+    peak extra space on `watch`'s filesystem, polled with statvfs every 20 ms."""
+    before = fs_used(watch)
+    highest = before
+    done = threading.Event()
+
+    def poll() -> None:
+        nonlocal highest
+        while not done.is_set():
+            highest = max(highest, fs_used(watch))
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        out = sh("/usr/bin/python3", "-c", _RSS_PROBE, *cmd)
+    finally:
+        done.set()
+        poller.join()
+    after = fs_used(watch)
+    highest = max(highest, after)
+    return Peak(int(out.split()[-1]) / 1024, highest - after, after - before)
+
+
+@contextlib.contextmanager
+def private_fs(path: Path, size: str) -> Iterator[tuple[Path, bool]]:
+    """A tmpfs at `path`, so no one else's writes show in statvfs; the plain dir if not root."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    try:
+        yield path, mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+class _Handler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    delay = 0.05
+    delay = 0.0
 
     def do_GET(self) -> None:
-        time.sleep(self.delay)  # the latency of a far-away server, per request
+        if self.delay:
+            time.sleep(self.delay)  # the round trip to a far-away server, per request
         super().do_GET()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -48,7 +210,7 @@ class _SlowHandler(SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve(directory: Path, delay: float) -> Iterator[str]:
-    handler = type("H", (_SlowHandler,), {"delay": delay})
+    handler = type("H", (_Handler,), {"delay": delay})
     server = ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
     )
@@ -62,163 +224,760 @@ def serve(directory: Path, delay: float) -> Iterator[str]:
         server.server_close()
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+# --- the environment under test ----------------------------------------------------------------
 
 
-def paired(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median wall time of a and b, run alternately."""
-    ta, tb = [], []
-    for _ in range(runs):
-        ta.append(timed(a))
-        tb.append(timed(b))
-    return statistics.median(ta), statistics.median(tb)
+@dataclass
+class Workspace:
+    """One env packed and installed once; every section measures against these."""
+
+    kind: str
+    tmp: Path
+    channel: Path
+    lock: Path  # URLs still pointing at the placeholder
+    project: Path  # pixi.lock pointing at the zero-latency server
+    cache: Path  # envpack's cache, warm
+    archive: Path  # envpack's zstd archive
+    installed: Path  # the env, installed by envunpack
+    packages: int
+    artifact_bytes: int
+    installed_bytes: int
+    conda_packs: dict[str, Path] = field(default_factory=dict)
+
+    def conda_pack(self, suffix: str) -> Path:
+        """conda-pack's archive of the installed env (`tar.gz` or `tar.zst`), made once."""
+        if suffix not in self.conda_packs:
+            out = self.tmp / f"conda-pack.{suffix}"
+            sh(BENCH_VENV / "bin" / "conda-pack", "-p", self.installed, "-o", out, "-q", "--force")
+            self.conda_packs[suffix] = out
+        return self.conda_packs[suffix]
+
+    def python_check(self, prefix: Path) -> Callable[[], str]:
+        return lambda: sh(prefix / "bin" / "python", "-c", PROBE[self.kind])
 
 
-def run(*cmd: str | Path) -> None:
-    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
+def channel_for(kind: str, *, payload: bool = False) -> tuple[Path, Path]:
+    if kind == "fixture" and not payload:
+        fixture = build_fixture()
+        return fixture.root, fixture.lock_v6
+    built = bigenv.build(payload=payload, progress=True)
+    return built.root, built.lock
 
 
-def peak_rss_mb(*cmd: str | Path) -> float:
-    """Peak RSS of a command and its children, measured by a fresh wrapper process."""
-    probe = (
-        "import resource, subprocess, sys;"
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe, *map(str, cmd)], check=True, capture_output=True, text=True
-    ).stdout
-    return int(out.split()[-1]) / 1024
-
-
-def lock_urls(project: Path) -> list[str]:
-    lock = rattler.LockFile.from_path(project / "pixi.lock")
-    env = lock.environment("default")
+def lock_records(lock: Path) -> list[rattler.RepoDataRecord]:
+    env = rattler.LockFile.from_path(lock).environment("default")
     assert env is not None
-    platform = next(p for p in env.platforms() if p.name == str(rattler.Subdir.current()))
-    return [str(r.url) for r in env.conda_repodata_records_for_platform(platform) or []]
+    platform_ = next(p for p in env.platforms() if p.name == str(rattler.Subdir.current()))
+    return list(env.conda_repodata_records_for_platform(platform_) or [])
 
 
-def bench_pack(runs: int) -> dict[str, object]:
-    channel = build()
-    results: dict[str, object] = {}
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        with serve(channel.root, 0.05) as url:
-            project = lock_for(channel.lock_v6, url, tmp / "p").parent
-            urls = lock_urls(project)
-            http = urllib3.PoolManager()
-
-            def sequential() -> None:
-                for u in urls:
-                    http.request("GET", u).data  # noqa: B018 - the download is the point
-
-            counter = iter(range(10**6))
-
-            def cold() -> None:
-                n = next(counter)
-                run(
-                    BIN / "envpack", project, "-o", tmp / "cold.tar", "--cache", tmp / f"c{n}", "-q"
-                )
-
-            t_pack, t_seq = paired(cold, sequential, runs)
-            results["cold_pack_s"] = t_pack
-            results["sequential_download_s"] = t_seq
-            results["cold_speedup_vs_sequential"] = t_seq / t_pack
-            results["artifacts"] = len(urls)
-
-            cache = tmp / "warm"
-            run(BIN / "envpack", project, "-o", tmp / "warm.tar", "--cache", cache, "-q")
-            files = [p for p in cache.rglob("*") if p.is_file()]
-            listing = tmp / "files.txt"
-            listing.write_text("\n".join(str(p.relative_to(cache)) for p in files) + "\n")
-
-            def warm() -> None:
-                run(BIN / "envpack", project, "-o", tmp / "warm.tar", "--cache", cache, "-q")
-
-            def tar_zstd() -> None:
-                run("tar", "-C", cache, "--zstd", "-cf", tmp / "tar.tar.zst", "-T", listing)
-
-            t_warm, t_tar = paired(warm, tar_zstd, runs)
-            results["warm_pack_s"] = t_warm
-            results["tar_zstd_s"] = t_tar
-            results["warm_ratio_vs_tar_zstd"] = t_warm / t_tar
-            results["archive_bytes"] = (tmp / "warm.tar").stat().st_size
-            results["tar_zstd_bytes"] = (tmp / "tar.tar.zst").stat().st_size
-    return results
+@contextlib.contextmanager
+def workspace(kind: str, tmp: Path) -> Iterator[Workspace]:
+    channel, lock = channel_for(kind)
+    with serve(channel, 0.0) as url:
+        project = lock_for(lock, url, tmp / "project").parent
+        cache, archive = tmp / "envpack-cache", tmp / "envpack.tar.zst"
+        say("packing and installing the env once")
+        sh(BIN / "envpack", project, "-o", archive, "--cache", cache, "-q")
+        sh(BIN / "envunpack", archive, "-o", tmp / "installed", "-q")
+        records = lock_records(lock)
+        yield Workspace(
+            kind=kind,
+            tmp=tmp,
+            channel=channel,
+            lock=lock,
+            project=project,
+            cache=cache,
+            archive=archive,
+            installed=tmp / "installed" / "env",
+            packages=len(records),
+            artifact_bytes=sum((channel / r.subdir / r.file_name).stat().st_size for r in records),
+            installed_bytes=disk_usage(tmp / "installed" / "env"),
+        )
 
 
-def bench_unpack(runs: int) -> dict[str, object]:
-    channel = build()
-    results: dict[str, object] = {}
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        with serve(channel.root, 0.0) as url:
-            project = lock_for(channel.lock_v6, url, tmp / "p").parent
-            run(BIN / "envpack", project, "-o", tmp / "env.tar", "--cache", tmp / "c", "-q")
-            lock = rattler.LockFile.from_path(project / "pixi.lock")
-            env = lock.environment("default")
-            assert env is not None
-            platform = next(p for p in env.platforms() if p.name == str(rattler.Subdir.current()))
-            records = env.conda_repodata_records_for_platform(platform) or []
-            # rattler.install's baseline reads from a local channel, not the network.
-            local = [
-                rattler.RepoDataRecord(
-                    r, r.file_name, (channel.root / r.subdir / r.file_name).as_uri(), str(r.channel)
-                )
-                for r in records
-            ]
-            dest = tmp / "dest"
+def rattler_install(lock: Path, channel: Path, prefix: Path, cache: Path) -> None:
+    """The baseline: rattler.install of the lock's records from the local channel's files."""
+    local = [
+        rattler.RepoDataRecord(
+            r, r.file_name, (channel / r.subdir / r.file_name).as_uri(), str(r.channel)
+        )
+        for r in lock_records(lock)
+    ]
+    asyncio.run(rattler.install(local, target_prefix=prefix, cache_dir=cache, show_progress=False))
+    # envunpack removes its package cache too; a fair race does the same.
+    shutil.rmtree(cache)
 
-            def ours() -> None:
-                shutil.rmtree(dest, ignore_errors=True)
-                run(BIN / "envunpack", tmp / "env.tar", "-o", dest, "-q")
 
-            def raw_rattler() -> None:
-                shutil.rmtree(dest, ignore_errors=True)
-                shutil.rmtree(tmp / "rc", ignore_errors=True)
-                asyncio.run(
-                    rattler.install(
-                        local, target_prefix=dest / "env", cache_dir=tmp / "rc", show_progress=False
-                    )
-                )
+def rattler_cmd(ws_lock: Path, channel: Path, prefix: Path, cache: Path) -> list[str | Path]:
+    """The baseline as its own process, so it pays the same interpreter start as envunpack."""
+    return [sys.executable, __file__, "_rattler-install", ws_lock, channel, prefix, cache]
 
-            t_ours, t_rattler = paired(ours, raw_rattler, runs)
-            results["envunpack_s"] = t_ours
-            results["rattler_install_s"] = t_rattler
-            results["ratio_vs_rattler_install"] = t_ours / t_rattler
 
-            ours()
-            run("tar", "-C", dest, "-cf", tmp / "installed.tar", "env")
+# --- sections ----------------------------------------------------------------------------------
 
-            def untar() -> None:
-                shutil.rmtree(dest, ignore_errors=True)
-                dest.mkdir()
-                run("tar", "-C", dest, "-xf", tmp / "installed.tar")
 
-            t_ours, t_tar = paired(ours, untar, runs)
-            results["tar_x_installed_s"] = t_tar
-            results["ratio_vs_tar_x"] = t_ours / t_tar
-            shutil.rmtree(dest, ignore_errors=True)
-            results["envunpack_peak_rss_mb"] = peak_rss_mb(
-                BIN / "envunpack", tmp / "env.tar", "-o", dest, "-q"
+@dataclass
+class Section:
+    title: str
+    lines: list[str]
+    figures: dict[str, float | None] = field(default_factory=dict)
+    bars: list[tuple[str, float]] = field(default_factory=list)  # for the chart: name, seconds
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def secs(value: float) -> str:
+    return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
+
+
+def times_x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def mb(size: float) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def frozen_available() -> bool:
+    return FROZEN.is_file() and os.access(FROZEN, os.X_OK)
+
+
+def bench_unpack(ws: Workspace, runs: int) -> Section:
+    dest = ws.tmp / "unpack"
+    env = dest / "env"
+
+    def fresh() -> None:
+        shutil.rmtree(dest, ignore_errors=True)
+
+    def fresh_env_dir() -> None:
+        fresh()
+        env.mkdir(parents=True)
+
+    gz, zst = ws.conda_pack("tar.gz"), ws.conda_pack("tar.zst")
+    floor = ws.tmp / "installed.tar"
+    sh("tar", "-C", ws.installed.parent, "-cf", floor, "env")
+    check = ws.python_check(env)
+    contestants = [
+        Contestant(
+            "envunpack (venv)",
+            lambda: sh(BIN / "envunpack", ws.archive, "-o", dest, "-q"),
+            fresh,
+            check,
+        ),
+        Contestant(
+            "raw rattler.install",
+            lambda: sh(*rattler_cmd(ws.lock, ws.channel, env, ws.tmp / "rattler-cache")),
+            fresh,
+            check,
+        ),
+        Contestant(
+            "conda-pack gz: tar -xzf + conda-unpack",
+            lambda: shell(
+                f"tar -xzf '{gz}' -C '{env}' && '{env}/bin/python' '{env}/bin/conda-unpack'"
+            ),
+            fresh_env_dir,
+            check,
+        ),
+        Contestant(
+            "conda-pack zst: tar -x --zstd + conda-unpack",
+            lambda: shell(
+                f"tar --zstd -xf '{zst}' -C '{env}' && '{env}/bin/python' '{env}/bin/conda-unpack'"
+            ),
+            fresh_env_dir,
+            check,
+        ),
+        Contestant(
+            "tar -xf of the installed env (floor)",
+            lambda: sh("tar", "-C", dest, "-xf", floor),
+            fresh_env_dir,
+        ),
+    ]
+    if frozen_available():
+        contestants.insert(
+            1,
+            Contestant(
+                "envunpack (frozen)",
+                lambda: sh(FROZEN, ws.archive, "-o", dest, "-q"),
+                fresh,
+                check,
+            ),
+        )
+    say(f"unpack: {len(contestants)} contestants x {runs} runs")
+    times = race(contestants, runs)
+    fresh()
+    ours = "envunpack (venv)"
+    rows = [
+        [c.name, secs(median(times, c.name)), times_x(ratio(times, ours, c.name))]
+        for c in contestants
+    ]
+    if not frozen_available():
+        rows.insert(1, ["envunpack (frozen)", NOT_BUILT, "—"])
+    figures: dict[str, float | None] = {
+        "unpack_vs_condapack_gz": ratio(times, ours, contestants[-3].name),
+        "unpack_vs_condapack_zst": ratio(times, ours, contestants[-2].name),
+        "unpack_vs_rattler": ratio(times, ours, "raw rattler.install"),
+        "unpack_vs_tar": ratio(times, ours, contestants[-1].name),
+        "unpack_frozen_vs_venv": (
+            ratio(times, "envunpack (frozen)", ours) if frozen_available() else None
+        ),
+    }
+    lines = [
+        "From an archive file to a runnable env at the same path. Each run starts from an",
+        "empty directory; after the warm-up, each contestant's env had to import its packages",
+        f"with the env's own python (`{PROBE[ws.kind].split(';')[0]}`).",
+        "",
+        *table(["contestant", "median", "envunpack (venv) ÷ this"], rows),
+    ]
+    bars = [(c.name, median(times, c.name)) for c in contestants]
+    return Section("Unpack", lines, figures, bars)
+
+
+def bench_peaks(ws: Workspace, runs: int) -> Section:
+    """Peak RSS and peak extra disk while unpacking, on the env and on a 1 GiB payload."""
+    rows: list[list[str]] = []
+    figures: dict[str, float | None] = {}
+    with private_fs(ws.tmp / "peakfs", "6g") as (fs, private):
+        rows += peaks_for(ws, ws.archive, ws.lock, ws.channel, fs, runs, "env", figures)
+        payload = payload_archive(ws)
+        if payload is not None:
+            archive, lock, channel = payload
+            rows += peaks_for(
+                ws, archive, lock, channel, fs, max(1, min(runs, 3)), "1 GiB", figures
             )
-            results["archive_bytes"] = (tmp / "env.tar").stat().st_size
-    return results
+            archive.unlink()
+    where = (
+        "a private tmpfs, so other processes' writes do not count"
+        if private
+        else "the shared disk (no tmpfs: not root), so other writers add noise"
+    )
+    lines = [
+        "Peak resident memory of the largest process, and the most space used on the output's",
+        "filesystem beyond the finished env (statvfs polled every 20 ms; the output is on",
+        f"{where}).",
+        "The archive itself is read from another filesystem.",
+        "",
+        *table(["payload", "contestant", "peak RSS", "peak extra disk", "packages' size"], rows),
+    ]
+    return Section("Peak memory and disk during unpack", lines, figures)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=["pack", "unpack", "all"])
+def payload_archive(ws: Workspace) -> tuple[Path, Path, Path] | None:
+    if ws.kind != "bench":
+        return None
+    say("payload: building (cached) and packing the 1 GiB package")
+    channel, lock = channel_for("bench", payload=True)
+    with serve(channel, 0.0) as url:
+        project = lock_for(lock, url, ws.tmp / "payload-project").parent
+        archive, cache = ws.tmp / "payload.tar.zst", ws.tmp / "payload-cache"
+        sh(BIN / "envpack", project, "-o", archive, "--cache", cache, "-q")
+        shutil.rmtree(cache)
+    return archive, lock, channel
+
+
+def peaks_for(
+    ws: Workspace,
+    archive: Path,
+    lock: Path,
+    channel: Path,
+    fs: Path,
+    runs: int,
+    label: str,
+    figures: dict[str, float | None],
+) -> list[list[str]]:
+    dest = fs / "out"
+    records = lock_records(lock)
+    packages = sum((channel / r.subdir / r.file_name).stat().st_size for r in records)
+    commands: list[tuple[str, list[str | Path]]] = [
+        ("envunpack (venv)", [BIN / "envunpack", archive, "-o", dest, "-q"]),
+    ]
+    if frozen_available():
+        commands.append(("envunpack (frozen)", [FROZEN, archive, "-o", dest, "-q"]))
+    commands.append(
+        ("raw rattler.install", rattler_cmd(lock, channel, dest / "env", dest / "rattler-cache"))
+    )
+    if label == "env":
+        gz = ws.conda_pack("tar.gz")
+        env = dest / "env"
+        script = (
+            f"mkdir -p '{env}' && tar -xzf '{gz}' -C '{env}' "
+            f"&& '{env}/bin/python' '{env}/bin/conda-unpack'"
+        )
+        commands.append(("conda-pack gz", ["bash", "-c", script]))
+    rows = []
+    for name, cmd in commands:
+        say(f"peaks ({label}): {name}")
+        got = []
+        for _ in range(runs):
+            shutil.rmtree(dest, ignore_errors=True)
+            got.append(peak(cmd, fs))
+        shutil.rmtree(dest, ignore_errors=True)
+        rss = statistics.median(p.rss_mb for p in got)
+        extra = statistics.median(p.extra_disk for p in got)
+        rows.append([label, name, f"{rss:.0f} MB", mb(extra), mb(packages)])
+        key = "venv" if name == "envunpack (venv)" else "frozen" if "frozen" in name else None
+        if key is not None:
+            figures[f"peak_rss_mb_{key}_{label}"] = rss
+            figures[f"peak_extra_over_packages_{key}_{label}"] = extra / packages
+    if not frozen_available():
+        rows.insert(1, [label, "envunpack (frozen)", NOT_BUILT, "—", mb(packages)])
+    return rows
+
+
+def bench_pack(ws: Workspace, runs: int) -> Section:
+    out = ws.tmp / "pack"
+    out.mkdir(exist_ok=True)
+    files = sorted(p for p in ws.cache.rglob("*") if p.is_file())
+    listing = ws.tmp / "cache-files.txt"
+    listing.write_text("\n".join(str(p.relative_to(ws.cache)) for p in files) + "\n")
+    cp = BENCH_VENV / "bin" / "conda-pack"
+    ours = "envpack, warm cache (zstd -3, all cores)"
+    contestants = [
+        Contestant(
+            ours,
+            lambda: sh(
+                BIN / "envpack", ws.project, "-o", out / "warm.tar", "--cache", ws.cache, "-q"
+            ),
+        ),
+        Contestant(
+            "tar -c of the same artifacts | zstd -3 -T0",
+            lambda: shell(
+                f"tar -C '{ws.cache}' -cf - -T '{listing}' "
+                f"| zstd -q -3 -T0 > '{out}/artifacts.tar.zst'"
+            ),
+        ),
+        Contestant(
+            "conda-pack, tar.gz (default level 4, 1 thread)",
+            lambda: sh(cp, "-p", ws.installed, "-o", out / "cp.tar.gz", "-q", "--force"),
+        ),
+        Contestant(
+            "conda-pack, tar.zst (default level 4, 1 thread)",
+            lambda: sh(cp, "-p", ws.installed, "-o", out / "cp.tar.zst", "-q", "--force"),
+        ),
+        Contestant(
+            "tar -c of the installed env | gzip -4",
+            lambda: shell(
+                f"tar -C '{ws.installed.parent}' -cf - env | gzip -4 > '{out}/env.tar.gz'"
+            ),
+        ),
+    ]
+    say(f"pack (warm): {len(contestants)} contestants x {runs} runs")
+    times = race(contestants, runs)
+    rows = [
+        [c.name, secs(median(times, c.name)), times_x(ratio(times, ours, c.name))]
+        for c in contestants
+    ]
+    figures: dict[str, float | None] = {
+        "pack_warm_vs_condapack_gz": ratio(times, ours, contestants[2].name),
+        "pack_warm_vs_condapack_zst": ratio(times, ours, contestants[3].name),
+        "pack_warm_vs_tar_zstd": ratio(times, ours, contestants[1].name),
+    }
+    cold_rows, cold_figures = bench_cold(ws, runs)
+    figures.update(cold_figures)
+    shutil.rmtree(out, ignore_errors=True)
+    lines = [
+        "Warm cache: every artifact is already in envpack's cache (and is hashed again, as",
+        "envpack always does); conda-pack packs the installed env.",
+        "",
+        *table(["contestant", "median", "envpack ÷ this"], rows),
+        "",
+        "Cold cache: every artifact downloaded from a local HTTP server that adds 50 ms to",
+        "each request, against downloading the same files one after another (urllib3, in",
+        "process, so without envpack's interpreter start or archive writing).",
+        "",
+        *table(["contestant", "median", "speed-up over sequential"], cold_rows),
+    ]
+    bars = [(c.name, median(times, c.name)) for c in contestants]
+    return Section("Pack (warm cache)", lines, figures, bars)
+
+
+def bench_cold(ws: Workspace, runs: int) -> tuple[list[list[str]], dict[str, float | None]]:
+    records = lock_records(ws.lock)
+    with serve(ws.channel, 0.05) as url:
+        project = lock_for(ws.lock, url, ws.tmp / "slow-project").parent
+        urls = [f"{url}/{r.subdir}/{r.file_name}" for r in records]
+        http = urllib3.PoolManager()
+        out, cold_cache = ws.tmp / "cold.tar", ws.tmp / "cold-cache"
+
+        def sequential() -> None:
+            for u in urls:
+                assert http.request("GET", u).status == 200
+
+        def cold(concurrency: int) -> Contestant:
+            return Contestant(
+                f"envpack, cold cache, --concurrency {concurrency}",
+                lambda: sh(
+                    BIN / "envpack",
+                    project,
+                    "-o",
+                    out,
+                    "--cache",
+                    cold_cache,
+                    "-q",
+                    "--concurrency",
+                    str(concurrency),
+                ),
+                lambda: shutil.rmtree(cold_cache, ignore_errors=True),
+            )
+
+        contestants = [cold(8), cold(32), Contestant("sequential downloads", sequential)]
+        say(f"pack (cold, 50 ms): {len(contestants)} contestants x {runs} runs")
+        times = race(contestants, runs)
+    shutil.rmtree(cold_cache, ignore_errors=True)
+    out.unlink(missing_ok=True)
+    seq = contestants[-1].name
+    rows = [
+        [c.name, secs(median(times, c.name)), times_x(ratio(times, seq, c.name))]
+        for c in contestants
+    ]
+    figures: dict[str, float | None] = {
+        "cold_speedup_default": ratio(times, seq, contestants[0].name),
+        "cold_speedup_32": ratio(times, seq, contestants[1].name),
+    }
+    return rows, figures
+
+
+def bench_sizes(ws: Workspace) -> Section:
+    none = ws.tmp / "envpack-none.tar"
+    sh(BIN / "envpack", ws.project, "-o", none, "--cache", ws.cache, "-q", "--compression", "none")
+    zstd = ws.archive.stat().st_size
+    gz = ws.conda_pack("tar.gz").stat().st_size
+    sizes = [
+        ("envpack, zstd (default)", zstd),
+        ("envpack, --compression none", none.stat().st_size),
+        ("conda-pack, tar.gz", gz),
+        ("conda-pack, tar.zst", ws.conda_pack("tar.zst").stat().st_size),
+        ("plain sum of the artifacts", ws.artifact_bytes),
+        ("installed env (for scale)", ws.installed_bytes),
+    ]
+    none.unlink()
+    rows = [[name, mb(size), times_x(zstd / size)] for name, size in sizes]
+    lines = table(["archive", "size", "envpack zstd ÷ this"], rows)
+    return Section("Archive size", lines, {"size_zstd_vs_condapack_gz": zstd / gz})
+
+
+def bench_unpacker(runs: int) -> Section:
+    runs = max(runs, 10)
+    rows: list[list[str]] = []
+    figures: dict[str, float | None] = {}
+    binaries = sorted((ROOT / "dist").glob("envunpack-*")) if (ROOT / "dist").is_dir() else []
+    binaries = [b for b in binaries if not b.name.endswith(".sha256")]
+    size_rows = [[b.name, mb(b.stat().st_size)] for b in binaries] or [[FROZEN.name, NOT_BUILT]]
+    contestants = [Contestant("python3 -c pass", lambda: sh("/usr/bin/python3", "-c", "pass"))]
+    contestants.append(
+        Contestant("envunpack --version (venv)", lambda: sh(BIN / "envunpack", "--version"))
+    )
+    if frozen_available():
+        contestants += [
+            Contestant("envunpack --version (frozen)", lambda: sh(FROZEN, "--version")),
+            Contestant("envunpack --help (frozen)", lambda: sh(FROZEN, "--help")),
+        ]
+    say(f"unpacker: {len(contestants)} contestants x {runs} runs")
+    times = race(contestants, runs)
+    base = contestants[0].name
+    rows = [
+        [c.name, secs(median(times, c.name)), times_x(ratio(times, c.name, base))]
+        for c in contestants
+    ]
+    if not frozen_available():
+        rows.append(["envunpack --version / --help (frozen)", NOT_BUILT, "—"])
+    else:
+        figures["frozen_version_s"] = median(times, "envunpack --version (frozen)")
+    lines = [
+        *table(["binary", "size"], size_rows),
+        "",
+        *table(["command", "median wall time", "÷ python3 -c pass"], rows),
+    ]
+    return Section("The frozen unpacker", lines, figures)
+
+
+def bench_selfextract(ws: Workspace, runs: int) -> Section:
+    title = "Self-extracting executable"
+    if "--create-executable" not in sh(BIN / "envpack", "--help"):
+        return Section(title, ["`envpack --create-executable`: not available in this build."])
+    if not frozen_available():
+        return Section(title, [f"`envpack --create-executable`: {NOT_BUILT} (no {FROZEN.name})."])
+    exe, dest = ws.tmp / "env.run", ws.tmp / "selfextract"
+    ours = "envpack --create-executable (warm cache)"
+    pack_contestants = [
+        Contestant(
+            ours,
+            lambda: sh(
+                BIN / "envpack",
+                ws.project,
+                "-o",
+                exe,
+                "--cache",
+                ws.cache,
+                "-q",
+                "--create-executable",
+                "--unpacker",
+                FROZEN,
+            ),
+        ),
+        Contestant(
+            "envpack (warm cache)",
+            lambda: sh(
+                BIN / "envpack", ws.project, "-o", ws.tmp / "plain.tar", "--cache", ws.cache, "-q"
+            ),
+        ),
+    ]
+
+    def fresh() -> None:
+        shutil.rmtree(dest, ignore_errors=True)
+
+    check = ws.python_check(dest / "env")
+    unpack_contestants = [
+        Contestant("./env.run -o DIR", lambda: sh(exe, "-o", dest, "-q"), fresh, check),
+        Contestant(
+            "envunpack (frozen) ARCHIVE -o DIR",
+            lambda: sh(FROZEN, ws.archive, "-o", dest, "-q"),
+            fresh,
+            check,
+        ),
+    ]
+    say(f"selfextract: 2 + 2 contestants x {runs} runs")
+    pack_times = race(pack_contestants, runs)
+    unpack_times = race(unpack_contestants, runs)
+    fresh()
+    rss = [peak([exe, "-o", dest, "-q"], ws.tmp).rss_mb for _ in range(max(1, min(runs, 3)))]
+    fresh()
+    (ws.tmp / "plain.tar").unlink(missing_ok=True)
+    rows = [
+        [
+            c.name,
+            secs(median(pack_times, c.name)),
+            times_x(ratio(pack_times, c.name, pack_contestants[1].name)),
+        ]
+        for c in pack_contestants
+    ] + [
+        [
+            c.name,
+            secs(median(unpack_times, c.name)),
+            times_x(ratio(unpack_times, c.name, unpack_contestants[1].name)),
+        ]
+        for c in unpack_contestants
+    ]
+    size = exe.stat().st_size
+    exe.unlink()
+    lines = [
+        f"`env.run` is {mb(size)}: the {mb(FROZEN.stat().st_size)} frozen envunpack plus the",
+        f"{mb(ws.archive.stat().st_size)} archive. Its peak RSS while unpacking: "
+        f"{statistics.median(rss):.0f} MB.",
+        "",
+        *table(["step", "median", "÷ the plain archive's"], rows),
+    ]
+    return Section(
+        title,
+        lines,
+        {
+            "selfextract_unpack_vs_frozen": ratio(
+                unpack_times, unpack_contestants[0].name, unpack_contestants[1].name
+            )
+        },
+    )
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goal:
+    text: str
+    key: str
+    limit: float
+    at_most: bool = True
+
+    def verdict(self, figures: dict[str, float | None]) -> tuple[str, str]:
+        value = figures.get(self.key)
+        if value is None:
+            return "—", "not measured"
+        met = value <= self.limit if self.at_most else value >= self.limit
+        shown = f"{value:.0f} MB" if "rss" in self.key else f"{value:.2f}×"
+        return shown, "met" if met else "**missed**"
+
+
+GOALS = (
+    Goal("envunpack (venv) ÷ conda-pack's unpack (gz) ≤ 1.0×", "unpack_vs_condapack_gz", 1.0),
+    Goal("envunpack (venv) ÷ raw rattler.install ≤ 1.2×", "unpack_vs_rattler", 1.2),
+    Goal("envpack warm ÷ conda-pack pack (gz) ≤ 1.0×", "pack_warm_vs_condapack_gz", 1.0),
+    Goal("envpack warm ÷ tar -c + zstd ≤ 1.5× (issue 3)", "pack_warm_vs_tar_zstd", 1.5),
+    Goal("zstd archive ÷ conda-pack gzip archive ≤ 1.0×", "size_zstd_vs_condapack_gz", 1.0),
+    Goal("cold pack at 50 ms: speed-up over sequential ≥ 8×", "cold_speedup_default", 8, False),
+    Goal("unpack peak RSS at 1 GiB ≤ 200 MB (venv)", "peak_rss_mb_venv_1 GiB", 200),
+    Goal("unpack peak RSS at 1 GiB ≤ 200 MB (frozen)", "peak_rss_mb_frozen_1 GiB", 200),
+    Goal(
+        "peak extra disk ÷ packages' size ≤ 1.0× (1 GiB, venv)",
+        "peak_extra_over_packages_venv_1 GiB",
+        1.0,
+    ),
+)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{when} · {model} · {os.cpu_count()} cores · {mem:.0f} GiB RAM · "
+        f"Linux {platform.release()} · envpack at {commit or 'unknown commit'}"
+    )
+
+
+def describe_env(ws: Workspace) -> list[str]:
+    what = (
+        "numpy, scipy, pandas, pyarrow and 50 more packages repackaged from PyPI wheels, plus "
+        if ws.kind == "bench"
+        else ""
+    )
+    builder = "tests/fixtures/bigenv.py" if ws.kind == "bench" else "tests/fixtures/channel.py"
+    return [
+        f"The env: {ws.packages} conda packages ({what}CPython 3.11 and its libraries),",
+        f"{mb(ws.artifact_bytes)} of package files, {mb(ws.installed_bytes)} installed. Built by",
+        f"`{builder}` with py-rattler-build and served over HTTP on 127.0.0.1.",
+    ]
+
+
+def render(sections: Sequence[Section], ws: Workspace | None, runs: int) -> str:
+    figures: dict[str, float | None] = {}
+    for section in sections:
+        figures.update(section.figures)
+    goal_rows = [[g.text, *g.verdict(figures)] for g in GOALS if g.key in figures]
+    out = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `scripts/bench all`; do not edit by hand. -->",
+        "",
+        f"Measured on {machine()}.",
+        "",
+        f"Each figure is the median of {runs} runs after one warm-up. The machine is shared,",
+        "so the contestants of each table run in turn within one invocation (round-robin, the",
+        "order rotating every round), and each ratio is the median of the per-round ratios.",
+        "",
+    ]
+    if ws is not None:
+        out += [*describe_env(ws), ""]
+    if goal_rows:
+        out += ["## Goals", "", *table(["goal", "measured", "verdict"], goal_rows), ""]
+    for section in sections:
+        out += [f"## {section.title}", "", *section.lines, ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_svg(sections: Sequence[Section]) -> str | None:
+    """Horizontal bars of the median times, one panel per section that has them."""
+    panels = [s for s in sections if s.bars]
+    if not panels:
+        return None
+    width, label_w, row_h, gap = 760, 330, 22, 34
+    height = sum(gap + row_h * len(p.bars) for p in panels) + 10
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
+    y = 0
+    for panel in panels:
+        longest = max(t for _, t in panel.bars)
+        out.append(f'<text x="4" y="{y + 22}" font-weight="bold">{escape(panel.title)}</text>')
+        y += gap
+        for name, seconds in panel.bars:
+            bar = (width - label_w - 70) * seconds / longest
+            colour = (
+                "#2b6cb0"
+                if name.startswith("envpack") or name.startswith("envunpack")
+                else "#a0aec0"
+            )
+            out += [
+                f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(name)}</text>',
+                f'<rect x="{label_w}" y="{y + 4}" width="{bar:.1f}" height="{row_h - 8}" '
+                f'fill="{colour}"/>',
+                f'<text x="{label_w + bar + 4:.1f}" y="{y + 15}">{seconds:.2f} s</text>',
+            ]
+            y += row_h
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def ensure_bench_venv() -> None:
+    """conda-pack lives in its own venv under the dev cache, never in the project's."""
+    if (BENCH_VENV / "bin" / "conda-pack").is_file():
+        return
+    say(f"creating {BENCH_VENV} with conda-pack")
+    sh("/usr/bin/python3", "-m", "venv", BENCH_VENV)
+    sh(
+        BENCH_VENV / "bin" / "pip",
+        "install",
+        "-q",
+        "conda-pack",
+        "zstandard",
+        "py-spy",
+        "pyinstrument",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["_rattler-install"]:
+        lock, channel, prefix, cache = map(Path, args_list[1:5])
+        rattler_install(lock, channel, prefix, cache)
+        return 0
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["pack", "unpack", "unpacker", "selfextract", "all"])
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    benches = {"pack": bench_pack, "unpack": bench_unpack}
-    chosen = list(benches) if args.what == "all" else [args.what]
-    report = {name: benches[name](args.runs) for name in chosen}
-    print(json.dumps(report, indent=2))
+    parser.add_argument("--env", choices=["bench", "fixture"], default="bench")
+    parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md", help="for `all`")
+    args = parser.parse_args(args_list)
+    if args.what == "unpacker":
+        print(render([bench_unpacker(args.runs)], None, args.runs))
+        return 0
+    ensure_bench_venv()
+    with (
+        tempfile.TemporaryDirectory(prefix="envpack-bench-") as tmp_name,
+        workspace(args.env, Path(tmp_name)) as ws,
+    ):
+        sections: list[Section] = []
+        if args.what in ("unpack", "all"):
+            sections += [bench_unpack(ws, args.runs), bench_peaks(ws, args.runs)]
+        if args.what in ("pack", "all"):
+            sections += [bench_pack(ws, args.runs), bench_sizes(ws)]
+        if args.what == "all":
+            sections.append(bench_unpacker(args.runs))
+        if args.what in ("selfextract", "all"):
+            sections.append(bench_selfextract(ws, args.runs))
+        report = render(sections, ws, args.runs)
+    print(report)
+    if args.what == "all":
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(report, encoding="utf-8")
+        svg = render_svg(sections)
+        if svg is not None:
+            args.output.with_suffix(".svg").write_text(svg, encoding="utf-8")
+        say(f"wrote {args.output}")
     return 0
 
 
