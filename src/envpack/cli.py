@@ -9,19 +9,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import rattler
 import typer
 
 from envpack import __version__
 from envpack.archive import Compression
 from envpack.cliutil import exit_now, run
 from envpack.errors import EnvpackError
-from envpack.fetch import FetchOptions
-from envpack.pack import PackOptions, PackResult, make_plan, pack
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.urls import parse_mirror, pixi_config_mirrors
+
+if TYPE_CHECKING:
+    from envpack.pack import PackOptions, PackResult
 
 app = typer.Typer(
     add_completion=False,
@@ -140,6 +140,12 @@ def main_command(
 
       envpack --dry-run --json                # what would be packed
     """
+    # Imported here, not at the top: `--help` and `--version` should not pay for them.
+    import rattler
+
+    from envpack.fetch import FetchOptions
+    from envpack.pack import PackOptions, pack
+
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     try:
         mirrors = pixi_config_mirrors(_pixi_config_files())
@@ -172,6 +178,8 @@ def main_command(
 
 
 def _print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:
+    from envpack.pack import make_plan
+
     plan = make_plan(options, reporter)
     rows = [d.artifact for d in plan.downloads]
     if as_json:

@@ -140,14 +140,18 @@ class Cache:
         return tmp.open("wb"), tmp
 
 
-def _hash_file(path: Path) -> tuple[str, str, int]:
-    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+def _hash_file(path: Path, *, md5_too: bool) -> tuple[str, str, int]:
+    # md5 only when the lock has nothing better: hashing twice doubles a warm pack's cost.
+    sha = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False) if md5_too else None
+    size = 0
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             sha.update(chunk)
-            md5.update(chunk)
+            if md5 is not None:
+                md5.update(chunk)
             size += len(chunk)
-    return sha.hexdigest(), md5.hexdigest(), size
+    return sha.hexdigest(), md5.hexdigest() if md5 is not None else "", size
 
 
 def _check(artifact: Artifact, url: str, sha256: str, md5: str, size: int) -> None:
@@ -247,7 +251,7 @@ class Fetcher:
         if not target.is_file():
             return None
         # A cache hit is hashed again: a cache is a disk, and disks and people corrupt files.
-        sha256, md5, size = _hash_file(target)
+        sha256, md5, size = _hash_file(target, md5_too=not artifact.sha256)
         try:
             if not artifact.sha256 and not artifact.md5:
                 recorded = target.with_name(target.name + ".sha256").read_text().strip()
