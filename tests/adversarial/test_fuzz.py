@@ -74,8 +74,8 @@ def lock_documents(draw: st.DrawFn) -> str:
     }
     entries = []
     for pkg in packages:
-        entry = {
-            pkg["kind"]: pkg["url"],
+        entry: dict[str, object] = {
+            str(pkg["kind"]): pkg["url"],
             **{k: v for k, v in pkg.items() if k not in ("kind", "url")},
         }
         entries.append(entry)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from tests.adversarial import craft
 from tests.adversarial.conftest import Limits, Packed, Workspace, run
@@ -507,7 +508,7 @@ CASES: dict[str, Case] = {
 }
 
 
-def _params() -> list[object]:
+def _params() -> list[ParameterSet]:
     out = []
     for name, case in CASES.items():
         marks: list[pytest.MarkDecorator] = []

@@ -57,7 +57,7 @@ def _project(packed: Packed, server: FaultServer, where: Path) -> Path:
 
 def cache_problems(cache: Path) -> list[str]:
     """Files in the cache that are not verified content: bad names, wrong hashes, temp files."""
-    problems = []
+    problems: list[str] = []
     if not cache.exists():
         return problems
     for path in sorted(p for p in cache.rglob("*") if p.is_file()):
