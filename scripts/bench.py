@@ -279,7 +279,9 @@ def workspace(kind: str, tmp: Path) -> Iterator[Workspace]:
         cache, archive = tmp / "envpack-cache", tmp / "envpack.tar.zst"
         say("packing and installing the env once")
         sh(BIN / "envpack", project, "-o", archive, "--cache", cache, "-q")
-        sh(BIN / "envunpack", archive, "-o", tmp / "installed", "-q")
+        # Installed the way conda users have it: package cache kept, which conda-pack reads
+        # to find each file's prefix placeholders (without it, it guesses, and warns).
+        sh(*rattler_cmd(lock, channel, tmp / "installed" / "env", tmp / "installed-pkgs"))
         records = lock_records(lock)
         yield Workspace(
             kind=kind,
@@ -296,7 +298,7 @@ def workspace(kind: str, tmp: Path) -> Iterator[Workspace]:
         )
 
 
-def rattler_install(lock: Path, channel: Path, prefix: Path, cache: Path) -> None:
+def rattler_install(lock: Path, channel: Path, prefix: Path, cache: Path, *, clean: bool) -> None:
     """The baseline: rattler.install of the lock's records from the local channel's files."""
     local = [
         rattler.RepoDataRecord(
@@ -305,13 +307,18 @@ def rattler_install(lock: Path, channel: Path, prefix: Path, cache: Path) -> Non
         for r in lock_records(lock)
     ]
     asyncio.run(rattler.install(local, target_prefix=prefix, cache_dir=cache, show_progress=False))
-    # envunpack removes its package cache too; a fair race does the same.
-    shutil.rmtree(cache)
+    if clean:
+        shutil.rmtree(cache)
 
 
-def rattler_cmd(ws_lock: Path, channel: Path, prefix: Path, cache: Path) -> list[str | Path]:
-    """The baseline as its own process, so it pays the same interpreter start as envunpack."""
-    return [sys.executable, __file__, "_rattler-install", ws_lock, channel, prefix, cache]
+def rattler_cmd(
+    lock: Path, channel: Path, prefix: Path, cache: Path, *, clean: bool = False
+) -> list[str | Path]:
+    """The baseline as its own process, so it pays the same interpreter start as envunpack.
+    Its package cache stays unless `clean` (the peak-disk run, whose end state must be
+    the env alone); the timed runs delete it untimed, before the next run."""
+    args: list[str | Path] = [sys.executable, __file__, "_rattler-install", lock, channel]
+    return [*args, prefix, cache, "clean" if clean else "keep"]
 
 
 # --- sections ----------------------------------------------------------------------------------
@@ -327,7 +334,8 @@ class Section:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
+    # A `|` inside a cell (shell pipelines in contestant names) would end the cell.
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return out
 
 
@@ -358,6 +366,10 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
     def fresh() -> None:
         shutil.rmtree(dest, ignore_errors=True)
 
+    def fresh_and_cache() -> None:
+        fresh()
+        shutil.rmtree(ws.tmp / "rattler-cache", ignore_errors=True)
+
     def fresh_env_dir() -> None:
         fresh()
         env.mkdir(parents=True)
@@ -376,7 +388,7 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
         Contestant(
             "raw rattler.install",
             lambda: sh(*rattler_cmd(ws.lock, ws.channel, env, ws.tmp / "rattler-cache")),
-            fresh,
+            fresh_and_cache,
             check,
         ),
         Contestant(
@@ -434,6 +446,9 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
         "From an archive file to a runnable env at the same path. Each run starts from an",
         "empty directory; after the warm-up, each contestant's env had to import its packages",
         f"with the env's own python (`{PROBE[ws.kind].split(';')[0]}`).",
+        "Raw rattler.install links the lock's records straight from the channel's files; its",
+        "package cache is deleted untimed between runs, while envunpack deletes its own",
+        "(staged archive members and extracted packages) within its time.",
         "",
         *table(["contestant", "median", "envunpack (venv) ÷ this"], rows),
     ]
@@ -502,7 +517,10 @@ def peaks_for(
     if frozen_available():
         commands.append(("envunpack (frozen)", [FROZEN, archive, "-o", dest, "-q"]))
     commands.append(
-        ("raw rattler.install", rattler_cmd(lock, channel, dest / "env", dest / "rattler-cache"))
+        (
+            "raw rattler.install (+ shutil.rmtree of its cache)",
+            rattler_cmd(lock, channel, dest / "env", dest / "rattler-cache", clean=True),
+        )
     )
     if label == "env":
         gz = ws.conda_pack("tar.gz")
@@ -701,7 +719,15 @@ def bench_unpacker(runs: int) -> Section:
 
 def bench_selfextract(ws: Workspace, runs: int) -> Section:
     title = "Self-extracting executable"
-    if "--create-executable" not in sh(BIN / "envpack", "--help"):
+    # Wide, or rich's help table would abbreviate the long option names.
+    help_text = subprocess.run(
+        [BIN / "envpack", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "300"},
+    ).stdout
+    if "--create-executable" not in help_text:
         return Section(title, ["`envpack --create-executable`: not available in this build."])
     if not frozen_available():
         return Section(title, [f"`envpack --create-executable`: {NOT_BUILT} (no {FROZEN.name})."])
@@ -942,7 +968,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["_rattler-install"]:
         lock, channel, prefix, cache = map(Path, args_list[1:5])
-        rattler_install(lock, channel, prefix, cache)
+        rattler_install(lock, channel, prefix, cache, clean=args_list[5] == "clean")
         return 0
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
