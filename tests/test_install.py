@@ -348,3 +348,18 @@ def test_version_says_how_it_was_built() -> None:
     assert result.returncode == 0
     assert result.stdout.decode().startswith("envunpack ")
     assert "(python)" in result.stdout.decode()
+
+
+def test_host_glibc_is_read_from_libc_under_staticx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the static binary rattler would see the bundled glibc; the host's file decides."""
+    from envpack import hostcheck
+
+    libc = hostcheck.glibc_from_files()
+    assert libc is not None
+    assert libc == os.confstr("CS_GNU_LIBC_VERSION").split()[-1]  # type: ignore[union-attr]
+    monkeypatch.setenv("STATICX_PROG_PATH", "/somewhere/envunpack")
+    monkeypatch.delenv("CONDA_OVERRIDE_GLIBC", raising=False)
+    monkeypatch.setattr(hostcheck, "glibc_from_files", lambda: "2.17")
+    assert hostcheck.host_virtual_packages()["__glibc"] == "2.17"
+    monkeypatch.setattr(hostcheck, "glibc_from_files", lambda: None)
+    assert "__glibc" not in hostcheck.host_virtual_packages()

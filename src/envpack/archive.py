@@ -24,6 +24,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_LEVEL = 3
 _FILE_MODE = 0o644
 _COPY_CHUNK = 1 << 20
+# tar pads to 10 KiB records (GNU tar, Python) or more with large blocking factors; 1 MiB
+# of zeros after the end marker is generous, more is a bomb feeding on our patience.
+_TRAILING_LIMIT = 1 << 20
 
 
 class ArchiveWriter:
@@ -151,9 +154,12 @@ class _Counting(io.RawIOBase):
         self.count += len(data)
         return len(data)
 
-    def drain(self) -> None:
+    def drain(self, limit: int) -> None:
+        """Read to the end, but refuse more than `limit` bytes: that is no tar padding."""
+        start = self.count
         while self.read(_COPY_CHUNK):
-            pass
+            if self.count - start > limit:
+                raise ArchiveError("archive has unexpected data after its end marker")
 
 
 class _Guarded(io.RawIOBase):
@@ -212,7 +218,7 @@ def iter_members(raw: BinaryIO) -> Iterator[Member]:
                     raise ArchiveError(f"archive member {name!r} has no data")
                 yield Member(name=name, size=info.size, stream=_Guarded(stream))
             end = tar.offset
-        counter.drain()
+        counter.drain(_TRAILING_LIMIT)
         # A tar ends with two zero blocks; without them it was cut at a header boundary.
         if counter.count < end + 2 * tarfile.BLOCKSIZE:
             raise ArchiveError("archive is truncated (no end-of-archive marker)")

@@ -84,7 +84,9 @@ class Credentials:
             raise FetchError(f"auth file {path} must map hosts to credentials, as rattler's does")
         return cls(doc)
 
-    def for_host(self, host: str) -> Mapping[str, object] | None:
+    def for_host(self, host: str, port: int | None = None) -> Mapping[str, object] | None:
+        if port is not None and f"{host}:{port}" in self.entries:
+            return self.entries[f"{host}:{port}"]
         if host in self.entries:
             return self.entries[host]
         for pattern, value in self.entries.items():
@@ -97,7 +99,8 @@ def _prepare_request(url: str, credentials: Credentials) -> tuple[str, dict[str,
     """Move secrets out of the URL into headers (or the conda token path) for the request."""
     clean, basic, token = strip_credentials(url)
     headers: dict[str, str] = {}
-    entry = credentials.for_host(urlsplit(clean).hostname or "")
+    parts = urlsplit(clean)
+    entry = credentials.for_host(parts.hostname or "", parts.port)
     if entry is not None and basic is None and token is None:
         if "BearerToken" in entry:
             headers["Authorization"] = f"Bearer {entry['BearerToken']}"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import re
+from pathlib import Path
+
 import rattler
 
 from envpack.errors import IncompatibleTargetError
@@ -18,7 +23,42 @@ def host_virtual_packages() -> dict[str, str]:
     for package in rattler.VirtualPackage.detect(rattler.VirtualPackageOverrides.from_env()):
         generic = package.into_generic()
         detected[generic.name.normalized] = str(generic.version)
+    if os.environ.get("STATICX_PROG_PATH") and "CONDA_OVERRIDE_GLIBC" not in os.environ:
+        # Under staticx, rattler asks the glibc loaded in this process: the one bundled into
+        # the static envunpack, not the host's. The host's own libc file tells the truth.
+        detected.pop("__glibc", None)
+        glibc = glibc_from_files()
+        if glibc is not None:
+            detected["__glibc"] = glibc
     return detected
+
+
+# Where distributions keep libc.so.6 (Debian/Ubuntu multiarch, RHEL/SUSE lib64, Arch).
+_LIBC_DIRS = (
+    "/lib/{triplet}",
+    "/usr/lib/{triplet}",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+)
+_TRIPLETS = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
+_GLIBC_BANNER = re.compile(rb"GNU C Library [^\n]*?version (\d+\.\d+)")
+
+
+def glibc_from_files() -> str | None:
+    """The host glibc's version, read from its libc.so.6's banner; None if there is none."""
+    triplet = _TRIPLETS.get(platform.machine(), "")
+    for directory in _LIBC_DIRS:
+        path = Path(directory.format(triplet=triplet)) / "libc.so.6"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        match = _GLIBC_BANNER.search(data)
+        if match:
+            return match.group(1).decode()
+    return None
 
 
 def check_platform(wanted: str, host: str) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import fcntl
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -35,11 +36,12 @@ from envpack.hostcheck import (
 )
 from envpack.manifest import MANIFEST_NAME, PIXI_PACK_NAME, manifest_from_json, pixi_pack_platform
 from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest
+from envpack.pkgcheck import check_entries, check_symlinks, package_entries
 from envpack.progress import Bar, Reporter
 from envpack.wheels import PythonInfo, check_wheels_compatible, install_wheels, python_info
 
 STAGING_PREFIX = ".envpack-staging-"
-_METADATA_LIMIT = 256 << 20  # repodata.json of a huge env is a few MB; more is an attack
+_METADATA_LIMIT = 64 << 20  # repodata.json of a huge env is a few MB; more is an attack
 _CHUNK = 1 << 20
 _ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
@@ -128,13 +130,19 @@ def _unpack_into(
     platform = received.platform or host_platform()
     records = _records(received, staging)
     python = _check_wheels(received, records, platform)
+    # Before linking: rattler follows paths.json blindly, so hostile lists never reach it.
+    check_entries(
+        (f"{path.rsplit('/', 1)[-1]}", package_entries(file))
+        for path, (file, _) in sorted(received.packages.items())
+    )
     prefix = staging / "prefix"
     reporter.info(f"installing {len(records)} packages into {target}")
     _link(records, prefix, target, staging / "pkgs", platform, options, reporter)
     if python is not None:
         reporter.info(f"installing {len(received.wheels)} PyPI wheels")
         install_wheels(prefix, target, received.wheels, python, reporter)
-    (prefix / "conda-meta" / "history").write_text("// created by envunpack\n")
+    check_symlinks(prefix, target)
+    _write_history(prefix)
     if options.compile:
         _compile(prefix, target, reporter)
     _move_into_place(prefix, target, staging)
@@ -171,7 +179,7 @@ def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
                 _read_small(member)
                 continue
             if _is_repodata(member.name):
-                got.repodata[member.name] = _read_small(member)
+                _accept_repodata(got, member)
                 continue
             if not _is_artifact(member.name):
                 if got.manifest is not None:
@@ -209,6 +217,18 @@ def _check_wheels(
     glibc = host_virtual_packages().get("__glibc")
     check_wheels_compatible([Path(m).name for m in got.wheels], python, platform, glibc)
     return python
+
+
+def _accept_repodata(got: _Received, member: Member) -> None:
+    subdir = member.name.split("/")[1]
+    # With a manifest, only the two subdirs an env can use; without one (pixi-pack), any,
+    # but all repodata together is capped: it is held in memory.
+    if got.manifest is not None and subdir not in ("noarch", got.manifest.platform):
+        raise ArchiveError(f"unexpected archive member {member.name!r}")
+    held = sum(len(v) for v in got.repodata.values())
+    if held + member.size > _METADATA_LIMIT:
+        raise ArchiveError("the archive's repodata.json files are implausibly large")
+    got.repodata[member.name] = _read_small(member)
 
 
 def _check_host(platform: str, virtual: tuple[str, ...]) -> None:
@@ -322,6 +342,15 @@ def _link(
         )
     except Exception as exc:  # noqa: BLE001 - rattler raises one opaque type per cause
         raise InstallError(f"could not link the environment: {_cause_chain(exc)}") from None
+
+
+def _write_history(prefix: Path) -> None:
+    """conda-meta/history makes `conda run -p` accept the env (as pixi-pack does)."""
+    history = prefix / "conda-meta" / "history"
+    history.unlink(missing_ok=True)  # never write through whatever a package put there
+    fd = os.open(history, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("// created by envunpack\n")
 
 
 def _compile(prefix: Path, target: Path, reporter: Reporter) -> None:

@@ -36,7 +36,8 @@ def load_lock(lock: Path) -> tuple[rattler.LockFile, bytes]:
         return rattler.LockFile.from_path(lock), data
     except Exception as exc:  # noqa: BLE001 - rattler raises its own zoo of types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LockError(f"{lock} is not a valid pixi.lock: {first}") from None
+        # rattler quotes the offending entry, URL and token included: redact it.
+        raise LockError(f"{lock} is not a valid pixi.lock: {redact(first)}") from None
 
 
 def plan_lock(
