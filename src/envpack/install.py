@@ -131,7 +131,7 @@ def _unpack_into(
     records = _records(received, staging)
     python = _check_wheels(received, records, platform)
     # Before linking: rattler follows paths.json blindly, so hostile lists never reach it.
-    check_entries(
+    owners = check_entries(
         (f"{path.rsplit('/', 1)[-1]}", package_entries(file))
         for path, (file, _) in sorted(received.packages.items())
     )
@@ -141,7 +141,7 @@ def _unpack_into(
     if python is not None:
         reporter.info(f"installing {len(received.wheels)} PyPI wheels")
         install_wheels(prefix, target, received.wheels, python, reporter)
-    check_symlinks(prefix, target)
+    check_symlinks(prefix, target, owners)
     _write_history(prefix)
     if options.compile:
         _compile(prefix, target, reporter)

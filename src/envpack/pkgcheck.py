@@ -53,8 +53,11 @@ def _legacy_entries(package: Path) -> list[Entry]:
     return [Entry(line.strip(), False) for line in lines if line.strip()]
 
 
-def check_entries(packages: Iterable[tuple[str, list[Entry]]]) -> None:
-    """Every path plain and relative; nothing in conda-meta; nothing below a symlink."""
+def check_entries(packages: Iterable[tuple[str, list[Entry]]]) -> dict[str, str]:
+    """Every path plain and relative; nothing in conda-meta; nothing below a symlink.
+
+    Returns which package owns each path, so later errors can name the package.
+    """
     softlinks: dict[str, str] = {}
     listed: list[tuple[str, str]] = []
     for label, entries in packages:
@@ -73,6 +76,7 @@ def check_entries(packages: Iterable[tuple[str, list[Entry]]]) -> None:
                     f"{softlinks[parent]}; refusing to write through it"
                 )
             parent = posixpath.dirname(parent)
+    return {path: label for label, path in listed}
 
 
 def _check_path(label: str, path: str) -> None:
@@ -89,7 +93,7 @@ def _check_path(label: str, path: str) -> None:
         raise InstallError(f"{label}: file {path!r} {problem}; refusing to install it")
 
 
-def check_symlinks(prefix: Path, final: Path) -> None:
+def check_symlinks(prefix: Path, final: Path, owners: dict[str, str]) -> None:
     """No symlink in the linked env may point outside it (checked in staging, pre-rename)."""
     root = prefix.resolve()
     for link in prefix.rglob("*"):
@@ -107,8 +111,9 @@ def check_symlinks(prefix: Path, final: Path) -> None:
                 resolved = Path("/")
             inside = resolved == root or root in resolved.parents
         if not inside:
-            rel = link.relative_to(prefix)
+            rel = link.relative_to(prefix).as_posix()
+            owner = owners.get(rel, "a package")
             raise InstallError(
-                f"the package providing {str(rel)!r} links it outside the environment "
-                f"(-> {target}); refusing to install it"
+                f"{owner}: symlink {rel!r} points outside the environment (-> {target}); "
+                "refusing to install it"
             )

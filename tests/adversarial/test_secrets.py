@@ -184,13 +184,6 @@ def test_failed_download_names_no_secret(
     assert not (tmp_path / "env.tar").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: lockfile.load_lock puts rattler's parse error, which quotes the package URL "
-        "with its /t/<token>/ verbatim, into the error line unredacted"
-    ),
-)
 def test_invalid_lock_error_names_no_secret(packed: Packed, tmp_path: Path) -> None:
     """A lock whose environment names a token URL its package list lacks: rattler refuses it."""
     project = _secret_lock(packed, 9, tmp_path / "project")
