@@ -213,3 +213,58 @@ def test_pixi_pack_style_plain_tar_from_stdin(
         script, files={"/work/envunpack": unpacker("amd64"), "/work/env.tar": archive}
     )
     assert result.exit_code == 0, result.stdout + result.stderr
+
+
+def _pypi_wheels(dest: Path) -> list[Path]:
+    """numpy (manylinux, cp311) and a pure-Python package with a console script, from PyPI."""
+    import subprocess
+    import sys
+
+    dest.mkdir(parents=True, exist_ok=True)
+    common = ["--only-binary=:all:", "--no-deps", "-d", str(dest), "-q"]
+    for args in (
+        ["numpy==2.2.6", "--python-version", "3.11", "--platform", "manylinux2014_x86_64"],
+        ["cowsay==6.1"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", *common, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"PyPI unreachable: {result.stderr.strip().splitlines()[-1:]}")
+    return sorted(dest.glob("*.whl"))
+
+
+@pytest.mark.network
+def test_pypi_wheels_install_offline_in_bare_debian(
+    bare_target: TargetFactory, fixture_channel: FixtureChannel, tmp_path: Path
+) -> None:
+    """Wheels go into the archive verified and are installed on the target without pip."""
+    wheels = _pypi_wheels(tmp_path / "wheels")
+    assert {w.name.split("-")[0] for w in wheels} == {"numpy", "cowsay"}
+    archive = tmp_path / "env.tar"
+    with serve_directory(fixture_channel.root) as url:
+        project = lock_for(fixture_channel.lock_v6, url, tmp_path / "p").parent
+        inject = [arg for w in wheels for arg in ("--inject", str(w))]
+        packed = run_cli("envpack", project, "-o", archive, "--cache", tmp_path / "c", *inject)
+        assert packed.returncode == 0, packed.stderr.decode()
+    script = (
+        "set -e; cd /work && ./envunpack env.tar -o /app -q\n"
+        "/app/env/bin/python -c 'import numpy; print(numpy.arange(3).sum())'\n"
+        "/app/env/bin/cowsay -t moo | head -n 3\n"
+        "head -n 1 /app/env/bin/cowsay\n"
+        "cat /app/env/lib/python3.11/site-packages/numpy-*.dist-info/INSTALLER\n"
+        "command -v pip || echo 'no pip'\n"
+    )
+    result = bare_target("bookworm", "amd64").run(
+        script, files={"/work/envunpack": unpacker("amd64"), "/work/env.tar": archive}, timeout=900
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "3"
+    assert "moo" in result.stdout
+    assert "#!/app/env/bin/python3.11" in result.stdout
+    assert "envpack" in lines
+    assert "no pip" in lines
