@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.containers.harness import get_target  # noqa: E402
-from tests.fixtures.channel import build, lock_for  # noqa: E402
+from tests.fixtures.channel import FixtureChannel, build, lock_for  # noqa: E402
 from tests.fixtures.server import serve_directory  # noqa: E402
 
 APP = """\
@@ -43,7 +43,13 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
 
     channel = build()
-    work = Path(tempfile.mkdtemp(prefix="envpack-demo-"))
+    with tempfile.TemporaryDirectory(prefix="envpack-demo-") as tmp:
+        return run_demo(Path(tmp), channel, unpacker, bin_dir, args.suite, arch)
+
+
+def run_demo(
+    work: Path, channel: FixtureChannel, unpacker: Path, bin_dir: Path, suite: str, arch: str
+) -> int:
     with serve_directory(channel.root) as url:
         say(f"the example channel is served at {url}")
         project = lock_for(channel.lock_v6, url, work / "project").parent
@@ -55,8 +61,8 @@ def main() -> int:
         print(f"(packed in {time.monotonic() - started:.1f}s)")
 
     (work / "app.py").write_text(APP)
-    target = get_target(args.suite, arch)
-    say(f"a bare Debian {args.suite}/{arch} with no python ({target.backend}); on it:")
+    target = get_target(suite, arch)
+    say(f"a bare Debian {suite}/{arch} with no python ({target.backend}); on it:")
     script = (
         "set -e; cd /work\n"
         "echo '$ ./envunpack env.tar -o /app'; ./envunpack env.tar -o /app\n"
