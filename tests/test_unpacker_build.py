@@ -247,4 +247,5 @@ def test_starts_on_an_empty_root(unpacker: Path, tmp_path: Path) -> None:
     assert missing.returncode == 1, missing.stderr
     assert missing.stderr.strip() == "error: no such archive: /nothing.tar"
 
+
 # End-to-end runs on bare Debian targets live in tests/containers/test_envunpack_targets.py.
