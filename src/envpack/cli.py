@@ -15,7 +15,7 @@ import typer
 
 from envpack import __version__
 from envpack.archive import Compression
-from envpack.cliutil import exit_now, run
+from envpack.cliutil import exit_now, new_app, run
 from envpack.errors import EnvpackError
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.urls import parse_mirror, pixi_config_mirrors
@@ -23,12 +23,7 @@ from envpack.urls import parse_mirror, pixi_config_mirrors
 if TYPE_CHECKING:
     from envpack.pack import PackOptions, PackResult
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = new_app()
 
 
 def _version(value: bool) -> None:

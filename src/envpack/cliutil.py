@@ -19,6 +19,16 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
+def new_app() -> typer.Typer:
+    """The settings both command lines share: no completion, no rich tracebacks, -h."""
+    return typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="markdown",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
 def run(app: typer.Typer, argv: Sequence[str] | None = None, *, prog: str) -> int:
     """Run a typer app; domain errors become `error: …` and a non-zero code, never a traceback."""
     command = typer.main.get_command(app)

@@ -1,5 +1,8 @@
 """One root exception; the CLI turns each into a single `error:` line and an exit code."""
 
+import errno
+from pathlib import Path
+
 
 class EnvpackError(Exception):
     """Anything a user can cause. The message is one line saying what is wrong and what to do."""
@@ -41,3 +44,12 @@ class OutputError(EnvpackError):
 
 class WheelError(EnvpackError):
     """A PyPI wheel does not fit the environment, is corrupt, or would write outside it."""
+
+
+def output_error(path: Path, exc: OSError, doing: str) -> OutputError:
+    """An OSError while writing `path` (`doing` is e.g. "writing"), said the way users need."""
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"no space left on the device {doing} {path}; free some space")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot write {path}: {exc.strerror}")
+    return OutputError(f"failed {doing} {path}: {exc.strerror or exc}")

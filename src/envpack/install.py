@@ -8,7 +8,6 @@ directory holds a lock while in use; a later run removes abandoned ones.
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
 import hashlib
 import os
@@ -27,7 +26,7 @@ import rattler
 
 from envpack.activation import SHELLS, activation_scripts
 from envpack.archive import Member, iter_members
-from envpack.errors import ArchiveError, EnvpackError, InstallError, OutputError
+from envpack.errors import ArchiveError, EnvpackError, InstallError, OutputError, output_error
 from envpack.hostcheck import (
     check_platform,
     check_virtual_packages,
@@ -114,7 +113,7 @@ def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> Unpa
         succeeded = True
         return result
     except OSError as exc:
-        raise _os_error(out_dir, exc) from None
+        raise output_error(out_dir, exc, "unpacking into") from None
     finally:
         if not succeeded:
             _remove_created(created)
@@ -435,7 +434,7 @@ def _ensure_dir(path: Path) -> list[Path]:
     try:
         path.mkdir(parents=True)
     except OSError as exc:
-        raise _os_error(path, exc) from None
+        raise output_error(path, exc, "creating") from None
     return created
 
 
@@ -460,14 +459,6 @@ def _non_empty(path: Path) -> bool:
     if path.is_symlink() or path.is_file():
         return True
     return path.is_dir() and any(path.iterdir())
-
-
-def _os_error(path: Path, exc: OSError) -> EnvpackError:
-    if exc.errno == errno.ENOSPC:
-        return OutputError(f"no space left on the device unpacking into {path}; free some space")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"cannot write into {path}: {exc.strerror}")
-    return OutputError(f"cannot unpack into {path}: {exc.strerror or exc}")
 
 
 # --- small helpers -------------------------------------------------------------------------

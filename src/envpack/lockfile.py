@@ -62,7 +62,7 @@ def plan_lock(
     depends: list[str] = []
     for package in env.packages(lock_platform) or []:
         if isinstance(package, rattler.CondaLockedBinaryPackage):
-            download = _conda_download(package)
+            download = conda_download(package.repo_data_record())
             downloads.append(download)
             depends.extend(download.record.get("depends", []))  # type: ignore[arg-type]
         elif isinstance(package, rattler.PypiLockedPackage):
@@ -109,8 +109,10 @@ def _virtual_from_platform(declared: list[str]) -> list[str]:
     return specs
 
 
-def _conda_download(package: rattler.CondaLockedBinaryPackage) -> Download:
-    record = package.repo_data_record()
+def conda_download(
+    record: rattler.RepoDataRecord, *, url: str | None = None, filename: str | None = None
+) -> Download:
+    """A conda artifact and its repodata fields (without where it was found)."""
     fields = json.loads(record.to_json())
     for key in _LOCATION_FIELDS:
         fields.pop(key, None)
@@ -119,13 +121,13 @@ def _conda_download(package: rattler.CondaLockedBinaryPackage) -> Download:
         name=record.name.normalized,
         version=str(record.version),
         build=str(record.build),
-        filename=record.file_name,
+        filename=filename or record.file_name,
         subdir=record.subdir,
         sha256=record.sha256.hex() if record.sha256 else None,
         md5=record.md5.hex() if record.md5 else None,
         size=record.size,
     )
-    return Download(artifact=artifact, url=str(record.url), record=fields)
+    return Download(artifact=artifact, url=url or str(record.url), record=fields)
 
 
 def _wheel_download(package: rattler.PypiLockedPackage, lock_dir: Path) -> Download | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import json
 import os
@@ -21,9 +20,9 @@ import urllib3
 
 from envpack import __version__
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression
-from envpack.errors import EnvpackError, LockError, OutputError
+from envpack.errors import EnvpackError, LockError, OutputError, output_error
 from envpack.fetch import Cache, Credentials, Fetched, Fetcher, FetchOptions, default_http
-from envpack.lockfile import find_lock, plan_lock
+from envpack.lockfile import conda_download, find_lock, plan_lock
 from envpack.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -31,7 +30,7 @@ from envpack.manifest import (
     manifest_to_json,
     pixi_pack_json,
 )
-from envpack.models import CHANNEL_DIR, Artifact, Download, Manifest, Plan
+from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
 from envpack.progress import Reporter
 from envpack.selfextract import find_unpacker, trailer
 from envpack.urls import apply_mirrors
@@ -144,22 +143,8 @@ def _injected(path: Path) -> Download:
         record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
     except Exception as exc:  # noqa: BLE001 - rattler raises assorted types for bad archives
         raise EnvpackError(f"--inject {path}: not a valid conda package ({exc})") from None
-    fields = json.loads(record.to_json())
-    for key in ("fn", "url", "channel"):
-        fields.pop(key, None)
     # Records of injected files come from their own index.json; hashes are of the file itself.
-    artifact = Artifact(
-        kind="conda",
-        name=record.name.normalized,
-        version=str(record.version),
-        build=str(record.build),
-        filename=name,
-        subdir=record.subdir,
-        sha256=record.sha256.hex() if record.sha256 else None,
-        md5=record.md5.hex() if record.md5 else None,
-        size=record.size,
-    )
-    return Download(artifact=artifact, url=path.resolve().as_uri(), record=fields)
+    return conda_download(record, url=path.resolve().as_uri(), filename=name)
 
 
 def _inject(plan: Plan, injected: list[Download], reporter: Reporter) -> Plan:
@@ -345,7 +330,7 @@ def _atomic_output(
     try:
         handle, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=parent)
     except OSError as exc:
-        raise _output_error(output, exc) from None
+        raise output_error(output, exc, "writing") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(handle, "wb") as raw:
@@ -357,18 +342,10 @@ def _atomic_output(
         tmp.replace(output)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _output_error(output, exc) from None
+        raise output_error(output, exc, "writing") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _output_error(output: Path, exc: OSError) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return OutputError(f"no space left on the device writing {output}; free some space")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"cannot write {output}: {exc.strerror}")
-    return OutputError(f"cannot write {output}: {exc.strerror or exc}")
 
 
 def _mb(size: int) -> str:

@@ -14,15 +14,10 @@ from typing import Annotated, BinaryIO
 import typer
 
 from envpack.buildinfo import version_line
-from envpack.cliutil import exit_now, run
+from envpack.cliutil import exit_now, new_app, run
 from envpack.errors import EnvpackError
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = new_app()
 
 
 def _version(value: bool) -> None:
