@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -774,7 +775,10 @@ def bench_selfextract(ws: Workspace, runs: int) -> Section:
     pack_times = race(pack_contestants, runs)
     unpack_times = race(unpack_contestants, runs)
     fresh()
-    rss = [peak([exe, "-o", dest, "-q"], ws.tmp).rss_mb for _ in range(max(1, min(runs, 3)))]
+    rss = []
+    for _ in range(max(1, min(runs, 3))):
+        fresh()  # envunpack refuses an existing env
+        rss.append(peak([exe, "-o", dest, "-q"], ws.tmp).rss_mb)
     fresh()
     (ws.tmp / "plain.tar").unlink(missing_ok=True)
     rows = [
@@ -947,6 +951,16 @@ def render_svg(sections: Sequence[Section]) -> str | None:
 # --- main --------------------------------------------------------------------------------------
 
 
+def attempt(title: str, fn: Callable[[], Section]) -> Section:
+    """One section's failure is reported in its place; the others still make the report."""
+    try:
+        return fn()
+    except Exception as exc:  # a benchmark run is long: keep what was measured
+        traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Section(title, [f"**Failed:** `{first[:300]}`"])
+
+
 def ensure_bench_venv() -> None:
     """conda-pack lives in its own venv under the dev cache, never in the project's."""
     if (BENCH_VENV / "bin" / "conda-pack").is_file():
@@ -986,15 +1000,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="envpack-bench-") as tmp_name,
         workspace(args.env, Path(tmp_name)) as ws,
     ):
-        sections: list[Section] = []
+        chosen: list[tuple[str, Callable[[], Section]]] = []
         if args.what in ("unpack", "all"):
-            sections += [bench_unpack(ws, args.runs), bench_peaks(ws, args.runs)]
+            chosen += [
+                ("Unpack", lambda: bench_unpack(ws, args.runs)),
+                ("Peak memory and disk during unpack", lambda: bench_peaks(ws, args.runs)),
+            ]
         if args.what in ("pack", "all"):
-            sections += [bench_pack(ws, args.runs), bench_sizes(ws)]
+            chosen += [
+                ("Pack", lambda: bench_pack(ws, args.runs)),
+                ("Archive size", lambda: bench_sizes(ws)),
+            ]
         if args.what == "all":
-            sections.append(bench_unpacker(args.runs))
+            chosen.append(("The frozen unpacker", lambda: bench_unpacker(args.runs)))
         if args.what in ("selfextract", "all"):
-            sections.append(bench_selfextract(ws, args.runs))
+            chosen.append(("Self-extracting executable", lambda: bench_selfextract(ws, args.runs)))
+        sections = [attempt(title, fn) for title, fn in chosen]
         report = render(sections, ws, args.runs)
     print(report)
     if args.what == "all":
