@@ -44,7 +44,11 @@ class ArchiveWriter:
             compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
             self._zstd = compressor.stream_writer(out, closefd=False)
             sink = self._zstd
-        self._tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)
+        # 1 MiB copies instead of tarfile's 16 KiB: fewer trips through the compressor.
+        # (open() passes copybufsize on to TarFile; typeshed's overloads do not list it.)
+        self._tar = tarfile.open(  # type: ignore[call-overload]
+            fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=_COPY_CHUNK
+        )
 
     def add_bytes(self, name: str, data: bytes) -> None:
         self._tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -445,11 +446,36 @@ def _remove_created(created: list[Path]) -> None:
             path.rmdir()
 
 
+def _remove_tree(path: Path) -> None:
+    """rmtree, with the unlinks spread over threads: the staging cache holds tens of
+    thousands of files, and one thread unlinking them was a third of an unpack."""
+    files: list[Path] = []
+    dirs: list[Path] = []
+    for root, dirnames, filenames in os.walk(path):
+        base = Path(root)
+        dirs.append(base)
+        files.extend(base / name for name in filenames)
+        # os.walk lists links to directories among dirnames but does not enter them.
+        files.extend(base / name for name in dirnames if (base / name).is_symlink())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in pool.map(_unlink_quietly, files):
+            pass
+    for directory in reversed(dirs):
+        with suppress(OSError):
+            directory.rmdir()
+    shutil.rmtree(path, ignore_errors=True)  # whatever the walk could not see
+
+
+def _unlink_quietly(path: Path) -> None:
+    with suppress(OSError):
+        path.unlink()
+
+
 def _rmtree_settled(path: Path) -> None:
     """Remove a tree, again if needed: after a failed link, rattler's worker threads may
     still be finishing writes into staging for a moment after install() has raised."""
     for _ in range(50):
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_tree(path)
         if not path.exists():
             return
         time.sleep(0.1)
