@@ -12,15 +12,13 @@ import pytest
 from envpack.errors import EnvpackError
 from envpack.selfextract import TRAILER_SIZE, find_unpacker
 from tests.clirun import assert_one_error_line, run_cli
+from tests.stubunpacker import build_stub_unpacker
 
 
 @pytest.fixture(scope="module")
 def stub_unpacker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Stands in for the static binary on this host; the bytes before the payload are opaque.
-    path = tmp_path_factory.mktemp("unpacker") / "envunpack-stub"
-    path.write_bytes(b"#!/bin/sh\necho stub\n" + bytes(range(256)) * 64)
-    path.chmod(0o755)
-    return path
+    return build_stub_unpacker(tmp_path_factory.mktemp("unpacker"))
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +50,22 @@ def packed(
     return {"tar": tar, "run": run, "project": project}
 
 
-def test_layout_is_unpacker_then_raw_archive_then_trailer(
+def test_layout_is_unpacker_then_head_then_raw_archive_then_trailer(
     packed: dict[str, Path], stub_unpacker: Path
 ) -> None:
     data = packed["run"].read_bytes()
-    head = stub_unpacker.read_bytes()
+    program = stub_unpacker.read_bytes()
     archive = packed["tar"].read_bytes()
-    assert data[: len(head)] == head
-    assert data[len(head) : len(head) + len(archive)] == archive
-    assert len(data) == len(head) + len(archive) + TRAILER_SIZE
+    start = len(program) + TRAILER_SIZE
+    assert data[: len(program)] == program
+    assert data[start : start + len(archive)] == archive
+    assert len(data) == start + len(archive) + TRAILER_SIZE
     sha, offset, length, version, magic = struct.unpack("<32sQQI12s", data[-TRAILER_SIZE:])
-    assert (offset, length, version, magic) == (len(head), len(archive), 1, b"envpack-sfx\n")
+    assert (offset, length, version, magic) == (start, len(archive), 2, b"envpack-sfx\n")
     assert sha == hashlib.sha256(archive).digest()
+    # The head repeats the trailer where the program ends, for files cut short.
+    head = struct.unpack("<32sQQI12s", data[len(program) : start])
+    assert head == (sha, offset, length, 2, b"envpack-sfxh")
     assert packed["run"].stat().st_mode & 0o111
 
 

@@ -90,20 +90,6 @@ def load_entry() -> ModuleType:
     return module
 
 
-def test_elf_section_finds_named_sections(tmp_path: Path) -> None:
-    entry = load_entry()
-    python = os.path.realpath(sys.executable)
-    text = entry.elf_section(python, b".text")
-    assert text is not None
-    offset, size = text
-    assert offset > 0
-    assert 0 < size < Path(python).stat().st_size
-    assert entry.elf_section(python, b".no-such-section") is None
-    script = tmp_path / "script.sh"
-    script.write_text("#!/bin/sh\n")
-    assert entry.elf_section(str(script), b".text") is None
-
-
 @pytest.mark.parametrize(
     ("before", "after"),
     [

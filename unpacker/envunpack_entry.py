@@ -5,37 +5,17 @@ import importlib.abc
 import importlib.machinery
 import io
 import os
-import struct
 import sys
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
+from envpack.elf import section as elf_section
+
 # Must match LAZY_EXTENSION in envunpack.spec and the section name in freeze.sh.
 LAZY_EXTENSION = "rattler/rattler.abi3.so"
 LAZY_MODULE = "rattler.rattler"
 LAZY_SECTION = b".envpack.rattler"
-
-
-def elf_section(path: str, name: bytes) -> tuple[int, int] | None:
-    """(offset, size) of a named section of a 64-bit little-endian ELF file, else None."""
-    with Path(path).open("rb") as f:
-        header = f.read(64)
-        if header[:6] != b"\x7fELF\x02\x01":
-            return None
-        (table_offset,) = struct.unpack_from("<Q", header, 0x28)
-        entry_size, count, names_index = struct.unpack_from("<HHH", header, 0x3A)
-        f.seek(table_offset)
-        table = f.read(entry_size * count)
-        # Each entry: name offset, type, flags, address, file offset, size (Elf64_Shdr).
-        entries = [struct.unpack_from("<IIQQQQ", table, i * entry_size) for i in range(count)]
-        names_offset, names_size = entries[names_index][4:6]
-        f.seek(names_offset)
-        names = f.read(names_size)
-        for name_at, _, _, _, offset, size in entries:
-            if names[name_at : names.find(b"\0", name_at)] == name:
-                return offset, size
-    return None
 
 
 def lazy_payload(bundle: Path) -> tuple[Path, int, int] | None:
@@ -49,7 +29,7 @@ def lazy_payload(bundle: Path) -> tuple[Path, int, int] | None:
         return bundled, 0, bundled.stat().st_size
     program = os.environ.get("STATICX_PROG_PATH")
     if program:
-        section = elf_section(program, LAZY_SECTION)
+        section = elf_section(Path(program), LAZY_SECTION)
         if section is not None:
             return Path(program), *section
     return None

@@ -23,6 +23,14 @@ SHELLS: dict[str, tuple[Shell, str]] = {
 _MARKER = "/envpack-path-marker"
 
 
+def script_names(shell: str) -> tuple[str, ...]:
+    """The files `activation_scripts` writes beside the env for `shell`."""
+    ext = SHELLS[shell][1] if shell in SHELLS else "sh"
+    return (
+        (f"activate.{ext}", f"deactivate.{ext}") if ext in ("sh", "fish") else (f"activate.{ext}",)
+    )
+
+
 def activation_scripts(prefix: Path, shell: str, platform: str) -> dict[str, str]:
     """Return {file name: content} for the activate and deactivate scripts of `prefix`."""
     kind, ext = SHELLS[shell]

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Literal, Protocol
+from typing import IO, BinaryIO, Literal, Protocol, cast
 
 import zstandard
 
@@ -29,20 +29,28 @@ _COPY_CHUNK = 1 << 20
 _TRAILING_LIMIT = 1 << 20
 
 
+class Writable(Protocol):
+    """Where an archive goes: a file, stdout, or a hashing wrapper around either."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+
+
 class ArchiveWriter:
     """Append members to a tar stream. The caller decides the order; the bytes are stable."""
 
     def __init__(
-        self, out: BinaryIO, compression: Compression = "zstd", level: int = DEFAULT_LEVEL
+        self, out: Writable, compression: Compression = "zstd", level: int = DEFAULT_LEVEL
     ) -> None:
         self._zstd: zstandard.ZstdCompressionWriter | None = None
-        sink: IO[bytes] = out
+        # tarfile's stream mode and zstd's writer only ever call write() and flush().
+        sink = cast(IO[bytes], out)
         if compression == "zstd":
             # write_checksum: a flipped byte anywhere in the payload fails decompression.
             # threads=-1 keeps multi-threaded mode on every machine, whose output does not
             # depend on the worker count, so archives stay byte-identical across hosts.
             compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
-            self._zstd = compressor.stream_writer(out, closefd=False)
+            self._zstd = compressor.stream_writer(sink, closefd=False)
             sink = self._zstd
         # 1 MiB copies instead of tarfile's 16 KiB: fewer trips through the compressor.
         # (open() passes copybufsize on to TarFile; typeshed's overloads do not list it.)

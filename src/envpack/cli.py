@@ -5,7 +5,6 @@ Typer only: parse, build PackOptions, call `envpack.pack`, print the outcome.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,9 +14,12 @@ import typer
 
 from envpack import __version__
 from envpack.archive import Compression
+from envpack.cachedir import DEFAULT_HELP
 from envpack.cliutil import exit_now, new_app, run
 from envpack.errors import EnvpackError
+from envpack.jsonout import document
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
+from envpack.textout import columns
 from envpack.urls import parse_mirror, pixi_config_mirrors
 
 if TYPE_CHECKING:
@@ -32,11 +34,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "envpack" / "pkgs"
-
-
 def _pixi_config_files() -> list[Path]:
     home = Path.home()
     xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
@@ -47,7 +44,9 @@ def _pixi_config_files() -> list[Path]:
 def main_command(
     manifest: Annotated[
         Path,
-        typer.Argument(help="pixi.lock, or the project directory that holds it."),
+        typer.Argument(
+            help="pixi.lock, or the project directory that holds it.", show_default=False
+        ),
     ] = Path(),
     environment: Annotated[
         str, typer.Option("-e", "--environment", help="Environment of the lock to pack.")
@@ -59,8 +58,20 @@ def main_command(
         ),
     ] = None,
     output: Annotated[
-        str, typer.Option("-o", "--output", help="Archive to write; '-' writes to stdout.")
-    ] = "environment.tar",
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="Archive to write; '-' writes to stdout. An existing file needs --force. "
+            "[default: environment.tar; environment.sh with --create-executable]",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing output file (never an input)."),
+    ] = False,
     compression: Annotated[
         Compression,
         typer.Option(help="zstd (default) or none: a plain tar that pixi-unpack also reads."),
@@ -69,7 +80,8 @@ def main_command(
     cache: Annotated[
         Path | None,
         typer.Option(
-            help="Download cache; every hit is verified again. [default: ~/.cache/envpack]"
+            metavar="DIR",
+            help=f"Download cache; every hit is verified again. [default: {DEFAULT_HELP}]",
         ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel downloads.")] = 8,
@@ -83,12 +95,15 @@ def main_command(
     auth_file: Annotated[
         Path | None,
         typer.Option(
-            help="rattler credentials JSON (host → token/basic). [default: $RATTLER_AUTH_FILE]"
+            metavar="FILE",
+            help="rattler credentials JSON (host → token/basic). [default: $RATTLER_AUTH_FILE]",
         ),
     ] = None,
     inject: Annotated[
         list[Path] | None,
-        typer.Option(help="Add a local .conda/.tar.bz2 package (repeatable)."),
+        typer.Option(
+            metavar="FILE", help="Add a local .conda, .tar.bz2 or .whl file (repeatable)."
+        ),
     ] = None,
     retries: Annotated[
         int, typer.Option(min=1, max=20, help="Attempts per download on transient failures.")
@@ -97,21 +112,29 @@ def main_command(
         float, typer.Option(min=0.1, help="Seconds without data before a download is retried.")
     ] = 30.0,
     ignore_pypi_non_wheel: Annotated[
-        bool, typer.Option(help="Skip PyPI sdists and VCS sources with a warning.")
+        bool,
+        typer.Option(
+            "--ignore-pypi-non-wheel", help="Skip PyPI sdists and VCS sources with a warning."
+        ),
     ] = False,
     create_executable: Annotated[
         bool,
         typer.Option(
+            "--create-executable",
             help="Write one executable file: the static envunpack for the target platform "
-            "with the archive appended. Run it on the target as `./env.run -o /app`."
+            "with the archive appended. Run it on the target as ./environment.sh -o /app.",
         ),
     ] = False,
     unpacker: Annotated[
         Path | None,
-        typer.Option(help="The envunpack binary to embed [default: dist/envunpack-<arch>-linux]"),
+        typer.Option(
+            metavar="FILE",
+            help="The static envunpack to embed. [default: envunpack-ARCH-linux from "
+            "$ENVPACK_UNPACKER_DIR or ./dist]",
+        ),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option(help="Print what would be packed, download nothing.")
+        bool, typer.Option("--dry-run", help="Print what would be packed, download nothing.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
@@ -147,14 +170,17 @@ def main_command(
         mirrors.update(parse_mirror(m) for m in mirror or [])
     except ValueError as exc:
         raise EnvpackError(str(exc)) from None
+    if output is None:
+        output = "environment.sh" if create_executable else "environment.tar"
     options = PackOptions(
         manifest_path=manifest,
         output=None if output == "-" else Path(output),
+        force=force,
         environment=environment,
         platform=platform or str(rattler.Subdir.current()),
         compression=compression,
         level=level,
-        cache_dir=cache or _default_cache(),
+        cache_dir=cache,
         mirrors=mirrors,
         auth_file=auth_file,
         inject=tuple(inject or ()),
@@ -178,49 +204,43 @@ def _print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None
     plan = make_plan(options, reporter)
     rows = [d.artifact for d in plan.downloads]
     if as_json:
-        doc = {
-            "environment": plan.environment,
-            "platform": plan.platform,
-            "virtual_packages": list(plan.virtual_packages),
-            "count": len(rows),
-            "total_size": plan.total_size,
-            "artifacts": [
-                {
-                    "path": a.path,
-                    "kind": a.kind,
-                    "name": a.name,
-                    "version": a.version,
-                    "build": a.build,
-                    "size": a.size,
-                    "sha256": a.sha256,
-                }
-                for a in rows
-            ],
-        }
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(
+            document(
+                "plan",
+                platform=plan.platform,
+                environment=plan.environment,
+                artifacts=rows,
+                virtual_packages=list(plan.virtual_packages),
+            )
+        )
         return
-    width = max((len(a.name) for a in rows), default=4)
-    for a in rows:
-        size = f"{a.size / 1e6:8.2f} MB" if a.size is not None else "       ? MB"
-        typer.echo(f"{a.name:<{width}}  {a.version:<14} {a.build:<24} {size}  {a.kind}")
+    table = [(a.name, a.version, a.build, _size(a.size), a.kind) for a in rows]
+    for line in columns(table, right={3}):
+        typer.echo(line)
     typer.echo(
-        f"{len(rows)} artifacts, {plan.total_size / 1e6:.2f} MB "
-        f"for {plan.environment} on {plan.platform}"
+        f"{len(rows)} artifacts, {_size(plan.total_size)} for {plan.environment} on "
+        f"{plan.platform}"
+        + (f", needs {', '.join(plan.virtual_packages)}" if plan.virtual_packages else "")
     )
+
+
+def _size(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.2f} MB"
 
 
 def _print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
     where = str(result.output) if result.output else "stdout"
     if as_json:
-        doc = {
-            "output": where,
-            "sha256": result.sha256,
-            "size": result.size,
-            "artifacts": len(result.manifest.artifacts),
-            "platform": result.manifest.platform,
-            "environment": result.manifest.environment,
-        }
-        print(json.dumps(doc, indent=2), file=sys.stderr if result.output is None else sys.stdout)
+        doc = document(
+            "pack",
+            platform=result.manifest.platform,
+            environment=result.manifest.environment,
+            artifacts=result.manifest.artifacts,
+            output=where,
+            sha256=result.sha256,
+            size=result.size,
+        )
+        print(doc, file=sys.stderr if result.output is None else sys.stdout)
     elif not quiet:
         print(
             f"packed {len(result.manifest.artifacts)} artifacts into {where} "

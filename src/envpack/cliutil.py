@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 import click
@@ -17,15 +19,29 @@ from envpack.errors import EnvpackError
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (`docker stop`, `kill`), raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so every `finally` that removes partial work runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
 
 
 def new_app() -> typer.Typer:
-    """The settings both command lines share: no completion, no rich tracebacks, -h."""
+    """The settings both command lines share.
+
+    Plain click help in both builds: the frozen one has no rich, and one look is better
+    than two; it also wraps at any width without cutting option names.
+    """
     return typer.Typer(
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
-        rich_markup_mode="markdown",
-        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
 
 
@@ -33,6 +49,7 @@ def run(app: typer.Typer, argv: Sequence[str] | None = None, *, prog: str) -> in
     """Run a typer app; domain errors become `error: …` and a non-zero code, never a traceback."""
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except EnvpackError as exc:
@@ -47,6 +64,8 @@ def run(app: typer.Typer, argv: Sequence[str] | None = None, *, prog: str) -> in
         return int(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
         return fail("interrupted", EXIT_INTERRUPTED)
+    except Terminated:
+        return fail("interrupted", EXIT_TERMINATED)
     except BrokenPipeError:
         return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
@@ -57,6 +76,8 @@ def run(app: typer.Typer, argv: Sequence[str] | None = None, *, prog: str) -> in
             "report it as a bug)",
             EXIT_INTERNAL,
         )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
 
 

@@ -10,6 +10,12 @@ class EnvpackError(Exception):
     exit_code = 1
 
 
+class UsageError(EnvpackError):
+    """Options that contradict each other or take a value that cannot work."""
+
+    exit_code = 2
+
+
 class LockError(EnvpackError):
     """The lock file is missing, invalid, or lacks the requested environment or platform."""
 

@@ -31,13 +31,14 @@ def manifest_to_json(manifest: Manifest) -> bytes:
         "environment": manifest.environment,
         "lock_sha256": manifest.lock_sha256,
         "virtual_packages": list(manifest.virtual_packages),
-        "artifacts": [_artifact_to_json(a) for a in manifest.artifacts],
+        "artifacts": [artifact_to_json(a) for a in manifest.artifacts],
     }
     # sort_keys and a fixed indent: the manifest is part of the reproducible archive bytes.
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _artifact_to_json(artifact: Artifact) -> dict[str, Any]:
+def artifact_to_json(artifact: Artifact) -> dict[str, Any]:
+    """One artifact as the manifest and every `--json` output spell it."""
     doc: dict[str, Any] = {
         "path": artifact.path,
         "kind": artifact.kind,

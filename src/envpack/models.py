@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 ArtifactKind = Literal["conda", "wheel"]
@@ -77,7 +78,9 @@ class Manifest:
     artifacts: tuple[Artifact, ...]
 
     def artifact_for(self, path: str) -> Artifact | None:
-        for artifact in self.artifacts:
-            if artifact.path == path:
-                return artifact
-        return None
+        return self._by_path.get(path)
+
+    @cached_property
+    def _by_path(self) -> dict[str, Artifact]:
+        # One dict, not a scan per member: unpacking asks once for every artifact.
+        return {a.path: a for a in self.artifacts}

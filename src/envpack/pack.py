@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import json
 import os
 import shutil
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
 
 import rattler
 import urllib3
 
 from envpack import __version__
-from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression
-from envpack.errors import EnvpackError, LockError, OutputError, output_error
+from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
+from envpack.cachedir import default_cache_dir, ensure_cache_dir
+from envpack.errors import EnvpackError, LockError
 from envpack.fetch import Cache, Credentials, Fetched, Fetcher, FetchOptions, default_http
 from envpack.lockfile import conda_download, find_lock, plan_lock
 from envpack.manifest import (
@@ -31,8 +28,9 @@ from envpack.manifest import (
     pixi_pack_json,
 )
 from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
-from envpack.progress import Reporter
-from envpack.selfextract import find_unpacker, trailer
+from envpack.output import HashingWriter, atomic_output, check_output
+from envpack.progress import Bar, Reporter
+from envpack.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
 from envpack.urls import apply_mirrors
 from envpack.wheelcheck import check_plan_wheels, injected_wheel
 
@@ -47,7 +45,7 @@ class PackOptions:
     platform: str = field(default_factory=lambda: str(rattler.Subdir.current()))
     compression: Compression = "zstd"
     level: int = DEFAULT_LEVEL
-    cache_dir: Path = Path(".envpack-cache")
+    cache_dir: Path | None = None  # None: default_cache_dir()
     mirrors: Mapping[str, str] = field(default_factory=dict)
     auth_file: Path | None = None
     inject: Sequence[Path] = ()
@@ -55,6 +53,7 @@ class PackOptions:
     fetch: FetchOptions = field(default_factory=FetchOptions)
     create_executable: bool = False
     unpacker: Path | None = None
+    force: bool = False  # replace an existing output file (never an input)
 
 
 @dataclass(frozen=True)
@@ -87,28 +86,53 @@ def pack(
     options: PackOptions, reporter: Reporter, http: urllib3.PoolManager | None = None
 ) -> PackResult:
     plan = make_plan(options, reporter)
-    _check_output_dir(options.output)
     unpacker = _unpacker(options)
+    check_output(options.output, _inputs(options, unpacker), force=options.force)
+    # Every check that can fail before a download does: the cache, then the output file.
+    cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
     fetcher = Fetcher(
-        Cache(options.cache_dir),
+        Cache(cache),
         http or default_http(),
         reporter,
         options.fetch,
         Credentials.load(options.auth_file),
     )
     mirrored = [replace(d, url=apply_mirrors(d.url, options.mirrors)) for d in plan.downloads]
-    reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
-    fetched = fetcher.fetch_all(mirrored)
-    manifest = _manifest(plan, fetched)
-    reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
-    with _atomic_output(options.output, executable=unpacker is not None) as (out, hasher):
-        offset = _copy_into(unpacker, out) if unpacker is not None else 0
-        payload = _HashingWriter(out)
-        _write_archive(payload, plan, fetched, manifest, options)  # type: ignore[arg-type]
+    with atomic_output(options.output, executable=unpacker is not None) as out:
+        reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
+        fetched = fetcher.fetch_all(mirrored)
+        manifest = _manifest(plan, fetched)
+        reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
+        offset = 0
+        if unpacker is not None:
+            head_at = _copy_into(unpacker, out)
+            out.write(head(bytes(32), 0, 0))
+            offset = head_at + TRAILER_SIZE
+        payload = HashingWriter(out)
+        bar = reporter.bar("write", sum(f.size for f in fetched), "B")
+        try:
+            _write_archive(payload, plan, fetched, manifest, options, bar)
+        finally:
+            bar.close()
         if unpacker is not None:
             out.write(trailer(payload.digest(), offset, payload.size))
+            out.patch(head_at, head(payload.digest(), offset, payload.size))
         out.flush()
-    return PackResult(options.output, manifest, hasher.hexdigest(), hasher.size)
+        digest = out.hexdigest()
+    return PackResult(options.output, manifest, digest, out.size)
+
+
+def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
+    """Every file a pack reads, so that no spelling of -o can overwrite one of them."""
+    found: list[tuple[str, Path]] = []
+    with contextlib.suppress(EnvpackError):
+        found.append(("the lock", find_lock(options.manifest_path)))
+    if options.manifest_path.is_file():
+        found.append(("the manifest", options.manifest_path))
+    found += [("an --inject file", p) for p in options.inject]
+    if unpacker is not None:
+        found.append(("the --unpacker", unpacker))
+    return found
 
 
 def _unpacker(options: PackOptions) -> Path | None:
@@ -122,7 +146,7 @@ def _unpacker(options: PackOptions) -> Path | None:
     return find_unpacker(options.platform, options.unpacker, search)
 
 
-def _copy_into(source: Path, out: BinaryIO) -> int:
+def _copy_into(source: Path, out: Writable) -> int:
     with source.open("rb") as fh:
         shutil.copyfileobj(fh, out, 1 << 20)
     return source.stat().st_size
@@ -263,7 +287,12 @@ def environment_yml(plan: Plan) -> bytes:
 
 
 def _write_archive(
-    out: BinaryIO, plan: Plan, fetched: list[Fetched], manifest: Manifest, options: PackOptions
+    out: Writable,
+    plan: Plan,
+    fetched: list[Fetched],
+    manifest: Manifest,
+    options: PackOptions,
+    bar: Bar,
 ) -> None:
     with ArchiveWriter(out, options.compression, options.level) as writer:
         # The manifest first, so a reader can refuse the archive before writing anything.
@@ -274,78 +303,7 @@ def _write_archive(
             writer.add_bytes(name, data)
         for item in sorted(fetched, key=lambda f: f.artifact.path):
             writer.add_file(item.artifact.path, item.path)
-
-
-# --- output ------------------------------------------------------------------------------------
-
-
-class _HashingWriter:
-    """Hashes what passes through, so the result can report the archive's sha256."""
-
-    def __init__(self, sink: BinaryIO) -> None:
-        self._sink = sink
-        self._sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._sha.update(data)
-        self.size += len(data)
-        return self._sink.write(data)
-
-    def flush(self) -> None:
-        self._sink.flush()
-
-    def tell(self) -> int:
-        return self.size
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-    def digest(self) -> bytes:
-        return self._sha.digest()
-
-
-def _check_output_dir(output: Path | None) -> None:
-    if output is None:
-        return
-    parent = output.parent if output.parent != Path() else Path.cwd()
-    if output.is_dir():
-        raise OutputError(f"output {output} is a directory; give a file name such as env.tar")
-    if not parent.is_dir():
-        raise OutputError(f"output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write to {parent}: permission denied")
-
-
-@contextmanager
-def _atomic_output(
-    output: Path | None, *, executable: bool = False
-) -> Iterator[tuple[BinaryIO, _HashingWriter]]:
-    """Write to a temp file beside the output and rename, so a failure leaves nothing behind."""
-    if output is None:
-        hasher = _HashingWriter(sys.stdout.buffer)
-        yield hasher, hasher  # type: ignore[misc]
-        return
-    parent = output.parent
-    try:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=parent)
-    except OSError as exc:
-        raise output_error(output, exc, "writing") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(handle, "wb") as raw:
-            hasher = _HashingWriter(raw)
-            yield hasher, hasher  # type: ignore[misc]
-            raw.flush()
-            os.fsync(raw.fileno())
-        tmp.chmod(0o755 if executable else 0o644)
-        tmp.replace(output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise output_error(output, exc, "writing") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            bar.update(item.size)
 
 
 def _mb(size: int) -> str:

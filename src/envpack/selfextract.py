@@ -1,6 +1,9 @@
 """Self-extracting files: the static envunpack, the archive appended raw, then a trailer.
 
-    [envunpack binary][archive bytes][trailer: sha256 | offset | length | version | magic]
+    [envunpack binary][head][archive bytes][trailer: sha256 | offset | length | version | magic]
+
+The head repeats the trailer (with its own magic) where the program's ELF bytes end, so a
+file cut short, which has lost its trailer, can still say how long it should be.
 
 No base64 and no shell wrapper: the unpacker finds the trailer at the end of its own file,
 checks the payload's sha256 in one streaming pass, then unpacks straight from the file.
@@ -18,14 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from envpack import elf
 from envpack.errors import ArchiveError, EnvpackError
 
 MAGIC = b"envpack-sfx\n"
-VERSION = 1
+HEAD_MAGIC = b"envpack-sfxh"
+VERSION = 2  # 2 added the head; 1 files (no head) are still read
+_READS = (1, 2)
 _TRAILER = struct.Struct("<32sQQI12s")  # little-endian, 64 bytes
 TRAILER_SIZE = _TRAILER.size
 _CHUNK = 1 << 20
 _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64"}
+# Every static envunpack carries its compressed rattler extension in this ELF section
+# (unpacker/freeze.sh), which no other program has: it marks the file as ours.
+UNPACKER_SECTION = b".envpack.rattler"
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,11 @@ class Payload:
 
 def trailer(sha256: bytes, offset: int, length: int) -> bytes:
     return _TRAILER.pack(sha256, offset, length, VERSION, MAGIC)
+
+
+def head(sha256: bytes, offset: int, length: int) -> bytes:
+    """The copy of the trailer at the payload's start; all zeros until the payload is known."""
+    return _TRAILER.pack(sha256, offset, length, VERSION, HEAD_MAGIC)
 
 
 def own_executable() -> Path:
@@ -60,7 +74,7 @@ def find_payload(path: Path) -> Payload | None:
     sha256, offset, length, version, magic = _TRAILER.unpack(raw)
     if magic != MAGIC:
         return None
-    if version != VERSION:
+    if version not in _READS:
         raise ArchiveError(
             f"{path.name} is a self-extracting file of format {version}, "
             f"this envunpack reads format {VERSION}"
@@ -73,6 +87,31 @@ def find_payload(path: Path) -> Payload | None:
             f"{offset + length + TRAILER_SIZE} bytes but the file has {size}"
         )
     return Payload(path, offset, length, sha256)
+
+
+def truncation(path: Path) -> str | None:
+    """Why `path`, a program with no trailer, looks like a cut self-extracting file; or None."""
+    try:
+        program_end = elf.end(path)
+        size = path.stat().st_size
+        if program_end is None or size <= program_end:
+            return None  # a plain program (the unpacker itself): nothing was appended
+        with path.open("rb") as fh:
+            fh.seek(program_end)
+            raw = fh.read(TRAILER_SIZE)
+    except (OSError, struct.error):
+        return None
+    if len(raw) == TRAILER_SIZE:
+        _, offset, length, _, magic = _TRAILER.unpack(raw)
+        if magic == HEAD_MAGIC and length:
+            return (
+                f"{path.name} is truncated: it has {size} bytes, a complete file has "
+                f"{offset + length + TRAILER_SIZE}; copy it again"
+            )
+    return (
+        f"{path.name} is truncated or was modified: {size - program_end} bytes follow the "
+        "envunpack program but the trailer that ends a complete file is missing; copy it again"
+    )
 
 
 def verify(payload: Payload) -> None:
@@ -124,19 +163,50 @@ def open_payload(payload: Payload) -> BinaryIO:
 
 def find_unpacker(platform: str, explicit: Path | None, search: list[Path]) -> Path:
     """The static envunpack to embed for `platform`: --unpacker, else a built one."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise EnvpackError(f"--unpacker {explicit}: no such file")
-        return explicit
     arch = _ARCH.get(platform)
     if arch is None:
         raise EnvpackError(f"no envunpack exists for {platform}; self-extracting files need Linux")
+    if explicit is not None:
+        if not explicit.is_file():
+            raise EnvpackError(f"--unpacker {explicit}: no such file")
+        check_unpacker(explicit, arch)
+        return explicit
     name = f"envunpack-{arch}-linux"
     for directory in search:
         candidate = directory / name
         if candidate.is_file():
+            check_unpacker(candidate, arch)
             return candidate
     raise EnvpackError(
-        f"no {name} to embed: build it with `scripts/build-unpacker --arch {arch}` "
-        "(it lands in dist/), or pass --unpacker PATH"
+        f"no {name} to embed: download it from envpack's releases (or build it from a "
+        f"source checkout with `scripts/build-unpacker --arch {arch}`), then pass "
+        "--unpacker PATH or put it in a directory named by $ENVPACK_UNPACKER_DIR"
     )
+
+
+def check_unpacker(path: Path, arch: str) -> None:
+    """Refuse to embed anything but a static envunpack for the archive's architecture.
+
+    The result would run on the target as the archive's only code; a wrong file is found
+    there at the worst moment, so it is found here.
+    """
+    try:
+        found = elf.machine(path)
+        marked = elf.section(path, UNPACKER_SECTION) is not None
+    except OSError as exc:
+        raise EnvpackError(f"--unpacker {path}: cannot read it: {exc.strerror}") from None
+    if found is None:
+        raise EnvpackError(
+            f"--unpacker {path} is not an executable (ELF) file; "
+            f"give the static envunpack-{arch}-linux"
+        )
+    if found != arch:
+        raise EnvpackError(
+            f"--unpacker {path} is built for {found}, but the archive is for {arch}; "
+            f"give envunpack-{arch}-linux"
+        )
+    if not marked:
+        raise EnvpackError(
+            f"--unpacker {path} is not a static envunpack (it has no "
+            f"{UNPACKER_SECTION.decode()} section); give envunpack-{arch}-linux"
+        )

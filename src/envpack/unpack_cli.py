@@ -6,16 +6,32 @@ Typer only. Imports nothing that only packing needs, and loads rattler lazily so
 
 from __future__ import annotations
 
-import json
+import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
 from envpack.buildinfo import version_line
 from envpack.cliutil import exit_now, new_app, run
-from envpack.errors import EnvpackError
+from envpack.errors import ArchiveError, EnvpackError, UsageError
+from envpack.jsonout import document
+from envpack.models import Artifact
+from envpack.textout import columns
+
+if TYPE_CHECKING:
+    from envpack.unpack import CheckResult
+
+# The activation flavours; kept here as names so that --help needs no rattler import.
+SHELL_NAMES = ("bash", "zsh", "sh", "fish", "xonsh", "powershell")
+
+
+def activation_hint(script: Path, shell: str) -> str:
+    """What to type to activate: `. /app/activate.sh`, or `source` for fish; quoted."""
+    verb = "source" if shell == "fish" else "."
+    return f"{verb} {shlex.quote(str(script))}"
+
 
 app = new_app()
 
@@ -32,29 +48,52 @@ def main_command(
         str | None,
         typer.Argument(
             help="Archive made by envpack or pixi-pack; '-' reads stdin. "
-            "Omit it when this program is a self-extracting file."
+            "Omit it when this program is a self-extracting file.",
+            show_default=False,
         ),
     ] = None,
     output_directory: Annotated[
         Path,
-        typer.Option("-o", "--output-directory", help="Where the env and its scripts go."),
+        typer.Option(
+            "-o", "--output-directory", metavar="DIR", help="Where the env and its scripts go."
+        ),
     ] = Path(),
     env_name: Annotated[
         str, typer.Option("-e", "--env-name", help="Name of the env directory inside -o.")
     ] = "env",
     shell: Annotated[
-        str, typer.Option(help="Shell of the activation script: bash, zsh, fish, xonsh, …")
+        str,
+        typer.Option(help=f"Shell of the activation script: {', '.join(SHELL_NAMES)}."),
     ] = "bash",
-    force: Annotated[bool, typer.Option(help="Replace an existing env of that name.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an existing env and its activate/deactivate scripts."
+        ),
+    ] = False,
     compile_pyc: Annotated[
         bool, typer.Option("--compile", help="Byte-compile .py files with the env's python.")
     ] = False,
     execute_link_scripts: Annotated[
         bool,
-        typer.Option(help="Run the packages' post-link scripts (they run unsandboxed)."),
+        typer.Option(
+            "--execute-link-scripts",
+            help="Run the packages' post-link scripts (they run unsandboxed).",
+        ),
     ] = False,
     list_only: Annotated[
-        bool, typer.Option("--list", help="Print the archive's manifest and touch nothing.")
+        bool,
+        typer.Option(
+            "--list", help="Print the manifest and touch nothing (hashes are not checked)."
+        ),
+    ] = False,
+    check_only: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Verify everything unpacking would (format, platform, glibc, every hash) "
+            "and write nothing; exit 0 if the archive is good.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
@@ -75,22 +114,30 @@ def main_command(
 
       envunpack env.tar -o /app        # then: . /app/activate.sh
 
+      envunpack --check env.tar        # verify only, write nothing
+
       envunpack --list env.tar         # what is inside
 
       cat env.tar | envunpack - -o /app
     """
+    if list_only and check_only:
+        raise UsageError("--list and --check exclude each other; --check also lists with --json")
     from envpack.certs import ensure_ca_certificates
 
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
-    from envpack import install
+    from envpack import unpack
     from envpack.progress import Reporter, SilentReporter, TqdmReporter
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     with _ArchiveSource(archive) as source:
         if list_only:
-            _print_listing(install.describe(install.read_manifest(source)), as_json)
+            _print_listing(unpack.describe(unpack.read_manifest(source)), as_json)
             return
-        options = install.UnpackOptions(
+        if check_only:
+            checked = unpack.check(source, reporter)
+            _print_check(checked, as_json, quiet)
+            return
+        options = unpack.UnpackOptions(
             output_dir=output_directory,
             env_name=env_name,
             shell=shell,
@@ -98,23 +145,24 @@ def main_command(
             compile=compile_pyc,
             execute_link_scripts=execute_link_scripts,
         )
-        result = install.unpack(source, options, reporter)
+        result = unpack.unpack(source, options, reporter)
     if as_json:
-        doc = {
-            "prefix": str(result.prefix),
-            "scripts": [str(p) for p in result.scripts],
-            "platform": result.platform,
-            "packages": result.packages,
-            "wheels": result.wheels,
-        }
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(
+            document(
+                "unpack",
+                platform=result.platform,
+                environment=result.manifest.environment if result.manifest else None,
+                artifacts=result.manifest.artifacts if result.manifest else [],
+                prefix=str(result.prefix),
+                scripts=[str(p) for p in result.scripts],
+                packages=result.packages,
+                wheels=result.wheels,
+            )
+        )
     elif not quiet:
         activate = result.scripts[0] if result.scripts else None
-        print(
-            f"unpacked {result.packages} packages into {result.prefix}"
-            + (f"; activate with: . {activate}" if activate else ""),
-            file=sys.stderr,
-        )
+        hint = f"; activate with: {activation_hint(activate, shell)}" if activate else ""
+        print(f"unpacked {result.packages} packages into {result.prefix}{hint}", file=sys.stderr)
 
 
 class _ArchiveSource:
@@ -128,11 +176,20 @@ class _ArchiveSource:
         from envpack import selfextract
 
         if self._archive == "-":
+            if sys.stdin.isatty():
+                raise UsageError(
+                    "refusing to read an archive from a terminal; pipe one in "
+                    "(cat env.tar | envunpack - -o DIR) or name the file"
+                )
             return sys.stdin.buffer
         if self._archive is None:
-            payload = selfextract.find_payload(selfextract.own_executable())
+            program = selfextract.own_executable()
+            payload = selfextract.find_payload(program)
             if payload is None:
-                raise EnvpackError("missing ARCHIVE: name the archive to unpack ('-' for stdin)")
+                cut = selfextract.truncation(program)
+                if cut is not None:
+                    raise ArchiveError(cut)
+                raise UsageError("missing ARCHIVE: name the archive to unpack ('-' for stdin)")
         else:
             path = Path(self._archive)
             try:
@@ -145,6 +202,9 @@ class _ArchiveSource:
                 raise EnvpackError(f"cannot read {path}: {exc.strerror}") from None
             payload = selfextract.find_payload(path)
             if payload is None:
+                cut = selfextract.truncation(path)
+                if cut is not None:
+                    raise ArchiveError(cut)
                 self._file = path.open("rb")
                 return self._file
         # Checked in full before anything is written: a cut or altered file is refused here.
@@ -157,20 +217,69 @@ class _ArchiveSource:
             self._file.close()
 
 
-def _print_listing(doc: dict[str, object], as_json: bool) -> None:
+def _print_listing(doc: dict[str, Any], as_json: bool) -> None:
+    artifacts = doc.pop("artifacts")
     if as_json:
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(
+            document(
+                "list",
+                platform=doc.pop("platform"),
+                environment=doc.pop("environment"),
+                artifacts=artifacts,
+                verified=False,
+                **doc,
+            )
+        )
         return
+    where = f", environment {doc['environment']}" if doc.get("environment") else ""
+    typer.echo(f"{doc.get('format')} archive for {doc.get('platform')}{where}")
+    rows = [(_row_path(a), _mb(_size_of(a))) for a in artifacts]
+    for line in columns(rows, right={1}):
+        typer.echo(f"  {line}")
+    total = sum(_size_of(a) for a in artifacts)
+    needs = [v for v in doc.get("virtual_packages", []) if str(v).startswith("__glibc")]
     typer.echo(
-        f"{doc.get('format')} archive for {doc.get('platform')}"
-        + (f", environment {doc['environment']}" if "environment" in doc else "")
+        f"{len(artifacts)} artifacts, {_mb(total)}"
+        + (f"; needs {', '.join(needs)}" if needs else "")
     )
-    artifacts = doc.get("artifacts", [])
-    assert isinstance(artifacts, list)
-    for a in artifacts:
-        size = a.get("size") or 0
-        typer.echo(f"  {a['path']}  {size / 1e6:.2f} MB")
-    typer.echo(f"{len(artifacts)} artifacts")
+    # --list trusts the manifest and reads nothing else: a cut archive still lists.
+    typer.echo("not verified: run `envunpack --check` to check every hash", err=True)
+
+
+def _row_path(artifact: object) -> str:
+    return artifact.path if isinstance(artifact, Artifact) else str(dict(artifact)["path"])  # type: ignore[call-overload]
+
+
+def _size_of(artifact: object) -> int:
+    if isinstance(artifact, Artifact):
+        return artifact.size or 0
+    return int(dict(artifact).get("size") or 0)  # type: ignore[call-overload]
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.2f} MB"
+
+
+def _print_check(checked: CheckResult, as_json: bool, quiet: bool) -> None:
+    environment = checked.manifest.environment if checked.manifest else None
+    if as_json:
+        typer.echo(
+            document(
+                "check",
+                platform=checked.platform,
+                environment=environment,
+                artifacts=checked.manifest.artifacts if checked.manifest else [],
+                verified=True,
+                packages=checked.packages,
+                wheels=checked.wheels,
+            )
+        )
+    elif not quiet:
+        print(
+            f"ok: {checked.packages} packages and {checked.wheels} wheels verified for "
+            f"{checked.platform}; this machine can unpack it",
+            file=sys.stderr,
+        )
 
 
 def main() -> None:

@@ -1,0 +1,206 @@
+"""Reading an archive on the target: its head first, then every member verified as it streams.
+
+The head (envpack.json, or pixi-pack.json for archives pixi-pack made) is read and checked
+against this machine before the caller creates anything, so a wrong archive leaves no trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from envpack.archive import Member, iter_members
+from envpack.errors import ArchiveError
+from envpack.hostcheck import (
+    check_platform,
+    check_virtual_packages,
+    host_platform,
+    host_virtual_packages,
+)
+from envpack.manifest import MANIFEST_NAME, PIXI_PACK_NAME, manifest_from_json, pixi_pack_platform
+from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest
+from envpack.progress import Bar, Reporter
+
+METADATA_LIMIT = 64 << 20  # repodata.json of a huge env is a few MB; more is an attack
+ENVIRONMENT_YML = "environment.yml"
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Received:
+    """What the archive delivered, verified as it streamed."""
+
+    manifest: Manifest | None = None
+    platform: str | None = None
+    repodata: dict[str, bytes] = field(default_factory=dict)
+    packages: dict[str, tuple[Path | None, str]] = field(default_factory=dict)  # → file, sha256
+    wheels: dict[str, Path | None] = field(default_factory=dict)
+
+
+class Reader:
+    """One pass over an archive: `head()` before anything is written, then `rest()`."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._members = iter_members(source)
+        self._pending: Member | None = None
+        self.got = Received()
+
+    def head(self, *, check_host: bool = True) -> Received:
+        """Read the metadata that leads the archive and check it against this host.
+
+        Reads up to the first artifact: metadata (and, as pixi-pack's order varies,
+        environment.yml and repodata) may come in any order before it, artifacts never.
+        """
+        got = self.got
+        for index, member in enumerate(self._members):
+            if index == 0 and member.name == MANIFEST_NAME:
+                got.manifest = manifest_from_json(_read_small(member))
+                got.platform = got.manifest.platform
+            elif member.name == MANIFEST_NAME:
+                raise ArchiveError(f"{MANIFEST_NAME} must be the first member of the archive")
+            elif member.name == PIXI_PACK_NAME:
+                platform = pixi_pack_platform(_read_small(member))
+                if got.manifest is not None and platform != got.manifest.platform:
+                    raise ArchiveError("pixi-pack.json and envpack.json disagree on the platform")
+                got.platform = platform
+            elif got.manifest is None and member.name == ENVIRONMENT_YML:
+                _read_small(member)
+            elif got.manifest is None and _is_repodata(member.name):
+                _accept_repodata(got, member)
+            else:
+                self._pending = member
+                break
+        if got.platform is None:
+            raise ArchiveError(
+                "not an envpack or pixi-pack archive (no envpack.json or pixi-pack.json first)"
+            )
+        if check_host:
+            virtual = got.manifest.virtual_packages if got.manifest else ()
+            check_platform(got.platform, host_platform())
+            check_virtual_packages(virtual, host_virtual_packages())
+        return got
+
+    def rest(self, into: Path | None, reporter: Reporter) -> Received:
+        """Stream the remaining members; artifacts go under `into`, or are only hashed."""
+        got = self.got
+        manifest = got.manifest
+        total = sum(a.size or 0 for a in manifest.artifacts) if manifest else None
+        bar: Bar = reporter.bar("verify", total, "B")
+        try:
+            for member in self._remaining():
+                if member.name == ENVIRONMENT_YML:
+                    _read_small(member)
+                elif _is_repodata(member.name):
+                    _accept_repodata(got, member)
+                elif is_artifact(member.name):
+                    dest = into / member.name if into is not None else None
+                    digest = _store(member, dest, manifest, bar)
+                    if member.name.startswith(PYPI_DIR + "/"):
+                        got.wheels[member.name] = dest
+                    else:
+                        got.packages[member.name] = (dest, digest)
+                elif manifest is not None:
+                    raise ArchiveError(f"unexpected archive member {member.name!r}")
+                else:
+                    reporter.warn(f"ignoring unknown archive member {member.name!r}")
+                    _drain(member)
+        finally:
+            bar.close()
+        if manifest is not None:
+            missing = [a.path for a in manifest.artifacts if a.path not in got.packages]
+            missing = [m for m in missing if m not in got.wheels]
+            if missing:
+                raise ArchiveError(
+                    f"archive is missing {len(missing)} artifacts, e.g. {missing[0]}"
+                )
+        return got
+
+    def _remaining(self) -> Iterator[Member]:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            yield pending
+        yield from self._members
+
+
+def read_manifest(source: BinaryIO) -> Manifest | dict[str, object]:
+    """The manifest of an envpack archive, or a summary of a pixi-pack one; writes nothing."""
+    reader = Reader(source)
+    got = reader.head(check_host=False)
+    if got.manifest is not None:
+        return got.manifest
+    artifacts: list[dict[str, object]] = []
+    for member in reader._remaining():
+        if is_artifact(member.name):
+            artifacts.append({"path": member.name, "size": member.size})
+        _drain(member)
+    return {"format": "pixi-pack", "platform": got.platform, "artifacts": artifacts}
+
+
+def _accept_repodata(got: Received, member: Member) -> None:
+    subdir = member.name.split("/")[1]
+    # With a manifest, only the two subdirs an env can use; without one (pixi-pack), any,
+    # but all repodata together is capped: it is held in memory.
+    if got.manifest is not None and subdir not in ("noarch", got.manifest.platform):
+        raise ArchiveError(f"unexpected archive member {member.name!r}")
+    held = sum(len(v) for v in got.repodata.values())
+    if held + member.size > METADATA_LIMIT:
+        raise ArchiveError("the archive's repodata.json files are implausibly large")
+    got.repodata[member.name] = _read_small(member)
+
+
+def _store(member: Member, dest: Path | None, manifest: Manifest | None, bar: Bar) -> str:
+    """Copy one artifact to `dest` (or nowhere), hashing as it streams; the manifest must agree."""
+    expected = manifest.artifact_for(member.name) if manifest is not None else None
+    if manifest is not None:
+        if expected is None:
+            raise ArchiveError(f"archive member {member.name!r} is not in the manifest")
+        # Checked from the header, before reading: a lying member cannot inflate past this.
+        if member.size != expected.size:
+            raise ArchiveError(
+                f"{member.name}: {member.size} bytes in the archive, manifest says {expected.size}"
+            )
+    sha = hashlib.sha256()
+    if dest is None:
+        while chunk := member.stream.read(_CHUNK):
+            sha.update(chunk)
+            bar.update(len(chunk))
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with dest.open("xb") as out:
+            while chunk := member.stream.read(_CHUNK):
+                sha.update(chunk)
+                out.write(chunk)
+                bar.update(len(chunk))
+    digest = sha.hexdigest()
+    if expected is not None and digest != expected.sha256:
+        raise ArchiveError(
+            f"{member.name}: sha256 {digest} does not match the manifest's {expected.sha256}; "
+            "the archive is corrupt or was tampered with"
+        )
+    return digest
+
+
+def _is_repodata(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 3 and parts[0] == CHANNEL_DIR and parts[2] == "repodata.json"
+
+
+def is_artifact(name: str) -> bool:
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == CHANNEL_DIR:
+        return parts[2].endswith((".conda", ".tar.bz2"))
+    return len(parts) == 2 and parts[0] == PYPI_DIR and parts[1].endswith(".whl")
+
+
+def _read_small(member: Member) -> bytes:
+    if member.size > METADATA_LIMIT:
+        raise ArchiveError(f"{member.name} is implausibly large ({member.size} bytes)")
+    return member.stream.read()
+
+
+def _drain(member: Member) -> None:
+    while member.stream.read(_CHUNK):
+        pass

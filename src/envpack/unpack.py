@@ -1,0 +1,183 @@
+"""Unpacking on the target, step by step: head → staging → verify → link → wheels → rename.
+
+Nothing is created at the destination until the archive's head (manifest, platform, glibc)
+has been read and checked, and the env appears only by one rename once it is complete.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from envpack.activation import SHELLS, activation_scripts, script_names
+from envpack.errors import OutputError, UsageError, output_error
+from envpack.install import check_wheels, compile_env, link, records, write_history
+from envpack.models import Manifest
+from envpack.pkgcheck import check_entries, check_symlinks, package_entries
+from envpack.progress import Reporter
+from envpack.receive import Reader, Received, read_manifest
+from envpack.staging import (
+    clean_abandoned,
+    ensure_dir,
+    non_empty,
+    remove_created,
+    staging_dir,
+)
+from envpack.wheels import install_wheels
+
+_ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+__all__ = ["CheckResult", "UnpackOptions", "UnpackResult", "check", "read_manifest", "unpack"]
+
+
+@dataclass(frozen=True)
+class UnpackOptions:
+    output_dir: Path
+    env_name: str = "env"
+    shell: str = "bash"
+    force: bool = False
+    compile: bool = False
+    execute_link_scripts: bool = False
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    prefix: Path
+    scripts: tuple[Path, ...]
+    platform: str
+    manifest: Manifest | None
+    packages: int
+    wheels: int
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    platform: str
+    manifest: Manifest | None
+    packages: int
+    wheels: int
+    size: int
+
+
+def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
+    _check_options(options)
+    out_dir = options.output_dir.absolute()
+    target = out_dir / options.env_name
+    scripts = [out_dir / name for name in script_names(options.shell)]
+    if not options.force:
+        # A user's own activate.sh beside the env is as precious as the env itself.
+        for path in [target, *scripts]:
+            if non_empty(path):
+                raise OutputError(f"{path} already exists; pass --force to replace it")
+    reader = Reader(source)
+    reader.head()  # before anything exists at the destination
+    created = ensure_dir(out_dir)
+    succeeded = False
+    try:
+        clean_abandoned(out_dir, reporter)
+        with staging_dir(out_dir, options.env_name) as staging:
+            result = _unpack_into(reader, options, reporter, staging, target)
+        succeeded = True
+        return result
+    except OSError as exc:
+        raise output_error(out_dir, exc, "unpacking into") from None
+    finally:
+        if not succeeded:
+            remove_created(created)
+
+
+def check(source: BinaryIO, reporter: Reporter) -> CheckResult:
+    """Everything unpack verifies (format, platform, glibc, every hash, wheel fit), no writes.
+
+    The repodata goes to a private temp dir for rattler to parse; nothing else touches disk.
+    """
+    reader = Reader(source)
+    reader.head()
+    got = reader.rest(None, reporter)
+    with tempfile.TemporaryDirectory(prefix="envunpack-check-") as tmp:
+        chosen = records(got, Path(tmp))
+        check_wheels(got, chosen, _platform(got))
+    size = sum(a.size or 0 for a in got.manifest.artifacts) if got.manifest else 0
+    return CheckResult(_platform(got), got.manifest, len(chosen), len(got.wheels), size)
+
+
+def _check_options(options: UnpackOptions) -> None:
+    if not _ENV_NAME.fullmatch(options.env_name) or options.env_name in (".", ".."):
+        raise UsageError(f"invalid --env-name {options.env_name!r}: use letters, digits, ._+-")
+    if options.shell not in SHELLS:
+        raise UsageError(f"unknown --shell {options.shell!r}; choose from {', '.join(SHELLS)}")
+
+
+def _platform(got: Received) -> str:
+    assert got.platform is not None  # Reader.head() refuses archives without one
+    return got.platform
+
+
+def _unpack_into(
+    reader: Reader, options: UnpackOptions, reporter: Reporter, staging: Path, target: Path
+) -> UnpackResult:
+    got = reader.rest(staging, reporter)
+    platform = _platform(got)
+    chosen = records(got, staging)
+    python = check_wheels(got, chosen, platform)
+    # Before linking: rattler follows paths.json blindly, so hostile lists never reach it.
+    owners = check_entries(
+        (path.rsplit("/", 1)[-1], package_entries(file))
+        for path, (file, _) in sorted(got.packages.items())
+        if file is not None
+    )
+    prefix = staging / "prefix"
+    reporter.info(f"installing {len(chosen)} packages into {target}")
+    link(chosen, prefix, target, staging / "pkgs", platform, options.execute_link_scripts, reporter)
+    if python is not None:
+        reporter.info(f"installing {len(got.wheels)} PyPI wheels")
+        wheels = {name: path for name, path in got.wheels.items() if path is not None}
+        install_wheels(prefix, target, wheels, python, reporter)
+    check_symlinks(prefix, target, owners)
+    write_history(prefix)
+    if options.compile:
+        compile_env(prefix, target, reporter)
+    _move_into_place(prefix, target, staging)
+    scripts = _write_scripts(target, options.shell, platform)
+    return UnpackResult(target, scripts, platform, got.manifest, len(chosen), len(got.wheels))
+
+
+def _move_into_place(prefix: Path, target: Path, staging: Path) -> None:
+    if target.exists() or target.is_symlink():
+        # --force: move the old env aside first so the swap is two renames, not a long rmtree.
+        old = staging / "old"
+        target.rename(old)
+    prefix.rename(target)
+
+
+def _write_scripts(target: Path, shell: str, platform: str) -> tuple[Path, ...]:
+    written = []
+    for name, content in activation_scripts(target, shell, platform).items():
+        path = target.parent / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(content)
+        tmp.chmod(0o755)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # only reached with --force: checked before the unpack
+        tmp.replace(path)
+        written.append(path)
+    return tuple(written)
+
+
+def describe(manifest: Manifest | dict[str, object]) -> dict[str, object]:
+    """A JSON-able view of what `--list` shows."""
+    if isinstance(manifest, Manifest):
+        return {
+            "format": "envpack",
+            "format_version": manifest.format_version,
+            "envpack_version": manifest.envpack_version,
+            "platform": manifest.platform,
+            "environment": manifest.environment,
+            "virtual_packages": list(manifest.virtual_packages),
+            "artifacts": manifest.artifacts,
+        }
+    return {"environment": None, "virtual_packages": [], **manifest}
