@@ -145,7 +145,8 @@ def test_dry_run_json_lists_without_downloading(fixture_project: Path, tmp_path:
     assert result.returncode == 0, result.stderr.decode()
     doc = json.loads(result.stdout)
     records = _lock_records(fixture_project, str(rattler.Subdir.current()))
-    assert doc["count"] == len(records)
+    assert doc["command"] == "plan"
+    assert len(doc["artifacts"]) == len(records)
     assert doc["total_size"] == sum(r.size or 0 for r in records)
     assert not (tmp_path / "cache").exists()
 

@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -118,11 +118,14 @@ def atomic_output(output: Path | None, *, executable: bool = False) -> Iterator[
             raise OutputError(f"cannot create {output}: {parent} does not take files") from None
         raise output_error(output, exc, "writing") from None
     tmp = Path(tmp_name)
+    raw = os.fdopen(handle, "wb")
     try:
-        with os.fdopen(handle, "wb") as raw:
-            yield HashingWriter(raw, output)
-            _finish(raw, tmp, output, 0o755 if executable else 0o644)
+        yield HashingWriter(raw, output)
+        _finish(raw, tmp, output, 0o755 if executable else 0o644)
     except BaseException:
+        # Closing flushes the buffer, which fails again on a full disk: the first error counts.
+        with suppress(OSError):
+            raw.close()
         tmp.unlink(missing_ok=True)
         raise
 
@@ -131,6 +134,7 @@ def _finish(raw: BinaryIO, tmp: Path, output: Path, mode: int) -> None:
     try:
         raw.flush()
         os.fsync(raw.fileno())
+        raw.close()
         tmp.chmod(mode)
         tmp.replace(output)
     except OSError as exc:

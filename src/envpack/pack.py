@@ -17,7 +17,7 @@ import urllib3
 from envpack import __version__
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
 from envpack.cachedir import default_cache_dir, ensure_cache_dir
-from envpack.errors import EnvpackError, LockError
+from envpack.errors import EnvpackError, LockError, output_error
 from envpack.fetch import Cache, Credentials, Fetched, Fetcher, FetchOptions, default_http
 from envpack.lockfile import conda_download, find_lock, plan_lock
 from envpack.manifest import (
@@ -100,7 +100,10 @@ def pack(
     mirrored = [replace(d, url=apply_mirrors(d.url, options.mirrors)) for d in plan.downloads]
     with atomic_output(options.output, executable=unpacker is not None) as out:
         reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
-        fetched = fetcher.fetch_all(mirrored)
+        try:
+            fetched = fetcher.fetch_all(mirrored)
+        except OSError as exc:  # the fetcher's own reads and writes are of the cache
+            raise output_error(cache, exc, "writing the download cache") from None
         manifest = _manifest(plan, fetched)
         reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
         offset = 0
