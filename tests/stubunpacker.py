@@ -12,6 +12,7 @@ from pathlib import Path
 from envpack.selfextract import UNPACKER_SECTION
 
 _COMPILERS = {"x86_64": "gcc", "aarch64": "aarch64-linux-gnu-gcc"}
+_OBJCOPY = {"x86_64": "objcopy", "aarch64": "aarch64-linux-gnu-objcopy"}
 _SOURCE = '#include <stdio.h>\nint main(void) { puts("stub"); return 0; }\n'
 
 
@@ -25,6 +26,8 @@ def build_stub_unpacker(directory: Path, arch: str = "x86_64", *, marked: bool =
         blob = directory / "section.bin"
         blob.write_bytes(b"stub rattler\n" * 64)
         section = UNPACKER_SECTION.decode()
-        subprocess.run(["objcopy", "--add-section", f"{section}={blob}", str(binary)], check=True)
+        subprocess.run(
+            [_OBJCOPY[arch], "--add-section", f"{section}={blob}", str(binary)], check=True
+        )
     binary.chmod(0o755)
     return binary

@@ -195,11 +195,47 @@ class _Guarded(io.RawIOBase):
         return len(data)
 
 
+# What people hand us by mistake, by their magic bytes: said in words, not "corrupt".
+_FOREIGN = (
+    (b"\x1f\x8b", "a gzip file (a conda-pack .tar.gz?)"),
+    (b"BZh", "a bzip2 file"),
+    (b"\xfd7zXZ\x00", "an xz file"),
+    (b"PK\x03\x04", "a zip file (a .conda package or a wheel?)"),
+    (b"\x7fELF", "a program (ELF), not an archive"),
+)
+_TAR_BLOCK = 512
+
+
+def _refuse_foreign(head: bytes) -> None:
+    for magic, what in _FOREIGN:
+        if head.startswith(magic):
+            raise ArchiveError(
+                f"this is {what}; envunpack reads the .tar archives envpack or pixi-pack write"
+            )
+    if _looks_like_text(head[:_TAR_BLOCK]):
+        raise ArchiveError(
+            "this is a text file, not an archive; envunpack reads the .tar archives "
+            "envpack or pixi-pack write"
+        )
+
+
+def _looks_like_text(block: bytes) -> bool:
+    # Every tar header block is NUL-padded, so printable UTF-8 is never one.
+    text = block.decode("utf-8", errors="ignore")
+    return (
+        bool(block)
+        and len(text) >= len(block) // 2
+        and all(c.isprintable() or c in "\t\r\n" for c in text)
+    )
+
+
 def open_stream(raw: BinaryIO) -> IO[bytes]:
     """Return the decompressed tar stream, choosing zstd or plain tar by magic bytes."""
-    head = raw.read(len(ZSTD_MAGIC))
+    head = raw.read(_TAR_BLOCK)
+    if not head.startswith(ZSTD_MAGIC):
+        _refuse_foreign(head)
     stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=_COPY_CHUNK)
-    if head == ZSTD_MAGIC:
+    if head.startswith(ZSTD_MAGIC):
         # stream_reader bounds memory by the read size, whatever the compression ratio, so a
         # zstd bomb cannot exhaust memory; its frame checksum is checked when the frame ends.
         return zstandard.ZstdDecompressor().stream_reader(

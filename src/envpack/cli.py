@@ -15,7 +15,7 @@ import typer
 from envpack import __version__
 from envpack.archive import Compression
 from envpack.cachedir import DEFAULT_HELP
-from envpack.cliutil import exit_now, new_app, run
+from envpack.cliutil import completion_option, exit_now, new_app, run
 from envpack.errors import EnvpackError
 from envpack.jsonout import document
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
@@ -143,6 +143,7 @@ def main_command(
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
+    completion: Annotated[str | None, completion_option("envpack")] = None,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
 

@@ -38,16 +38,64 @@ def new_app() -> typer.Typer:
     than two; it also wraps at any width without cutting option names.
     """
     return typer.Typer(
-        add_completion=True,
+        # Completion comes from --completion SHELL (completion_option), which names the
+        # shell instead of guessing it from the parent process.
+        add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
 
 
-def run(app: typer.Typer, argv: Sequence[str] | None = None, *, prog: str) -> int:
-    """Run a typer app; domain errors become `error: …` and a non-zero code, never a traceback."""
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+
+
+def completion_option(prog: str) -> typer.models.OptionInfo:
+    """`--completion SHELL`: print the script that makes SHELL complete `prog`'s options."""
+
+    def show(shell: str | None) -> None:
+        if shell is None:
+            return
+        if shell not in COMPLETION_SHELLS:
+            raise typer.BadParameter(f"choose one of {', '.join(COMPLETION_SHELLS)}")
+        from typer._completion_shared import get_completion_script
+
+        script = get_completion_script(
+            prog_name=prog, complete_var=_complete_var(prog), shell=shell
+        )
+        typer.echo(script)
+        raise typer.Exit()
+
+    return typer.Option(
+        "--completion",
+        metavar="SHELL",
+        callback=show,
+        is_eager=True,
+        expose_value=False,
+        help=f"Print the completion script for {', '.join(COMPLETION_SHELLS)} and exit, e.g. "
+        f'eval "$({prog} --completion bash)".',
+    )
+
+
+def _complete_var(prog: str) -> str:
+    return f"_{prog.upper()}_COMPLETE"
+
+
+def run(
+    app: typer.Typer, argv: Sequence[str] | None = None, *, prog: str, note: str | None = None
+) -> int:
+    """Run a typer app; domain errors become `error: …` and a non-zero code, never a traceback.
+
+    `note` leads the help text (a self-extracting file says that its archive is built in).
+    """
+    if os.environ.get(_complete_var(prog)):
+        # The shell asks for completions: answer in typer's protocol, as its scripts expect.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     command = typer.main.get_command(app)
+    if note:
+        command.help = f"{note}\n\n{command.help or ''}"
     args = list(sys.argv[1:] if argv is None else argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

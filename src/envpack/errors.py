@@ -59,3 +59,20 @@ def output_error(path: Path, exc: OSError, doing: str) -> OutputError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"cannot write {path}: {exc.strerror}")
     return OutputError(f"failed {doing} {path}: {exc.strerror or exc}")
+
+
+def cause_text(exc: BaseException, limit: int = 300) -> str:
+    """A library error (rattler's above all) as one short clause, each cause said once.
+
+    rattler's message is its first line plus `Caused by:` lines that often repeat it, and
+    its clauses nest ("invalid zip archive: invalid Zip archive: ..."): keep each once.
+    """
+    lines = [" ".join(line.replace("\x00", " ").split()) for line in str(exc).splitlines()]
+    clauses: list[str] = []
+    for line in lines:
+        for clause in line.removeprefix("Caused by: ").split(": "):
+            clause = clause.strip()
+            if clause and all(clause.lower() != seen.lower() for seen in clauses):
+                clauses.append(clause)
+    text = ": ".join(clauses) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

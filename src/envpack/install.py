@@ -12,7 +12,7 @@ from pathlib import Path
 
 import rattler
 
-from envpack.errors import ArchiveError, InstallError
+from envpack.errors import ArchiveError, InstallError, cause_text
 from envpack.hostcheck import host_virtual_packages
 from envpack.models import CHANNEL_DIR
 from envpack.progress import Bar, Reporter
@@ -110,7 +110,7 @@ def link(
             )
         )
     except Exception as exc:  # noqa: BLE001 - rattler raises one opaque type per cause
-        raise InstallError(f"could not link the environment: {_cause_chain(exc)}") from None
+        raise InstallError(f"could not link the environment: {cause_text(exc)}") from None
     # rattler marks its package cache with a CACHEDIR.TAG and leaves one at the prefix root
     # too; backup tools (tar --exclude-caches, borg, restic) would then skip the deployed env.
     _remove_cachedir_tag(prefix)
@@ -148,16 +148,6 @@ def compile_env(prefix: Path, target: Path, reporter: Reporter) -> None:
     )
     if result.returncode not in (0, 1):  # 1: some file did not compile, which conda ignores too
         raise InstallError(f"--compile failed: {result.stderr.strip()[-300:]}")
-
-
-def _cause_chain(exc: BaseException) -> str:
-    """rattler's first line names the package, its last `Caused by` says why: keep both."""
-    lines = [" ".join(line.replace("\x00", " ").split()) for line in str(exc).splitlines()]
-    lines = [line.removeprefix("Caused by: ") for line in lines if line]
-    if not lines:
-        return type(exc).__name__
-    text = lines[0] if len(lines) == 1 else f"{lines[0]}: {lines[-1]}"
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,8 +21,12 @@ _LOCATION_FIELDS = ("fn", "url", "channel")
 
 def find_lock(path: Path) -> Path:
     """Accept a lock file, or a project directory holding `pixi.lock`."""
-    lock = path / LOCK_NAME if path.is_dir() else path
-    if not lock.is_file():
+    try:
+        lock = path / LOCK_NAME if path.is_dir() else path
+        found = lock.is_file()
+    except OSError as exc:  # EACCES on a parent: is_dir() raises rather than saying False
+        raise LockError(f"cannot read {path}: {exc.strerror}") from None
+    if not found:
         raise LockError(f"no lock file at {lock}: run `pixi lock` first, or pass the lock's path")
     return lock
 

@@ -17,7 +17,7 @@ import urllib3
 from envpack import __version__
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
 from envpack.cachedir import default_cache_dir, ensure_cache_dir
-from envpack.errors import EnvpackError, LockError, output_error
+from envpack.errors import EnvpackError, LockError, UsageError, cause_text, output_error
 from envpack.fetch import Cache, Credentials, Fetched, Fetcher, FetchOptions, default_http
 from envpack.lockfile import conda_download, find_lock, plan_lock
 from envpack.manifest import (
@@ -141,7 +141,7 @@ def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path
 def _unpacker(options: PackOptions) -> Path | None:
     if not options.create_executable:
         if options.unpacker is not None:
-            raise EnvpackError("--unpacker only makes sense with --create-executable")
+            raise UsageError("--unpacker only makes sense with --create-executable")
         return None
     search = [Path(p) for p in os.environ.get("ENVPACK_UNPACKER_DIR", "").split(":") if p]
     # From a source checkout, scripts/build-unpacker's output sits in dist/ at the root.
@@ -169,7 +169,9 @@ def _injected(path: Path) -> Download:
     try:
         record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
     except Exception as exc:  # noqa: BLE001 - rattler raises assorted types for bad archives
-        raise EnvpackError(f"--inject {path}: not a valid conda package ({exc})") from None
+        raise EnvpackError(
+            f"--inject {path}: not a valid conda package ({cause_text(exc)})"
+        ) from None
     # Records of injected files come from their own index.json; hashes are of the file itself.
     return conda_download(record, url=path.resolve().as_uri(), filename=name)
 

@@ -82,7 +82,8 @@ class TqdmReporter:
             total=total,
             unit=unit,
             unit_scale=scale,
-            unit_divisor=1024 if scale else 1000,
+            # 1000, not 1024: bars and messages both say MB and must mean the same.
+            unit_divisor=1000,
             file=self._stream,
             leave=False,
             dynamic_ncols=True,

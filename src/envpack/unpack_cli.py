@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 import typer
 
 from envpack.buildinfo import version_line
-from envpack.cliutil import exit_now, new_app, run
+from envpack.cliutil import completion_option, exit_now, new_app, run
 from envpack.errors import ArchiveError, EnvpackError, UsageError
 from envpack.jsonout import document
 from envpack.models import Artifact
@@ -102,6 +102,7 @@ def main_command(
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
+    completion: Annotated[str | None, completion_option("envunpack")] = None,
 ) -> None:
     """Unpack ARCHIVE into DIR/env and write DIR/activate.sh (and deactivate.sh).
 
@@ -282,5 +283,26 @@ def _print_check(checked: CheckResult, as_json: bool, quiet: bool) -> None:
         )
 
 
+def _builtin_archive_note() -> tuple[str, str] | None:
+    """For a self-extracting file's --help: its archive is built in, no ARCHIVE needed."""
+    from envpack import selfextract
+
+    program = selfextract.own_executable()
+    try:
+        payload = selfextract.find_payload(program)
+    except EnvpackError:
+        return None
+    if payload is None or not getattr(sys, "frozen", False):
+        return None
+    prog = f"./{program.name}"
+    note = (
+        f"This file carries its archive built in ({payload.length / 1e6:.1f} MB): run "
+        f"{prog} -o DIR to unpack it, or {prog} --check to verify it."
+    )
+    return note, prog
+
+
 def main() -> None:
-    exit_now(run(app, prog="envunpack"))
+    builtin = _builtin_archive_note()
+    note, prog = builtin if builtin is not None else (None, "envunpack")
+    exit_now(run(app, prog=prog, note=note))
