@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clirun import run_cli
 from tests.fixtures.channel import FixtureChannel, lock_for
 from tests.fixtures.channel import build as build_fixture_channel
 from tests.fixtures.server import serve_directory
@@ -50,3 +51,36 @@ def fixture_project_v7(tmp_path: Path, fixture_channel: FixtureChannel, channel_
     project = tmp_path / "project-v7"
     lock_for(fixture_channel.lock_v7, channel_url, project)
     return project
+
+
+@pytest.fixture(scope="session")
+def archives(tmp_path_factory: pytest.TempPathFactory, fixture_channel: object) -> dict[str, Path]:
+    """The fixture env packed once per session: zstd, plain, and for linux-aarch64."""
+    assert isinstance(fixture_channel, FixtureChannel)
+    base = tmp_path_factory.mktemp("archives")
+    out: dict[str, Path] = {}
+    with serve_directory(fixture_channel.root) as url:
+        project = lock_for(fixture_channel.lock_v6, url, base / "project").parent
+        for compression in ("zstd", "none"):
+            archive = base / f"env-{compression}.tar"
+            result = run_cli(
+                "envpack",
+                project,
+                "-o",
+                archive,
+                "--cache",
+                base / "cache",
+                "-q",
+                "--compression",
+                compression,
+            )
+            assert result.returncode == 0, result.stderr.decode()
+            out[compression] = archive
+        arm = base / "env-arm.tar"
+        result = run_cli(
+            "envpack", project, "-o", arm, "--cache", base / "cache", "-q", "-p", "linux-aarch64"
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        out["aarch64"] = arm
+        out["project"] = project
+    return out

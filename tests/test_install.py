@@ -25,42 +25,6 @@ print("ctypes", ctypes.sizeof(ctypes.c_void_p))
 """
 
 
-@pytest.fixture(scope="module")
-def archives(tmp_path_factory: pytest.TempPathFactory, fixture_channel: object) -> dict[str, Path]:
-    """The fixture env packed once per module, zstd and plain, for this host's platform."""
-    from tests.fixtures.channel import FixtureChannel, lock_for
-    from tests.fixtures.server import serve_directory
-
-    assert isinstance(fixture_channel, FixtureChannel)
-    base = tmp_path_factory.mktemp("archives")
-    out: dict[str, Path] = {}
-    with serve_directory(fixture_channel.root) as url:
-        project = lock_for(fixture_channel.lock_v6, url, base / "project").parent
-        for compression in ("zstd", "none"):
-            archive = base / f"env-{compression}.tar"
-            result = run_cli(
-                "envpack",
-                project,
-                "-o",
-                archive,
-                "--cache",
-                base / "cache",
-                "-q",
-                "--compression",
-                compression,
-            )
-            assert result.returncode == 0, result.stderr.decode()
-            out[compression] = archive
-        arm = base / "env-arm.tar"
-        result = run_cli(
-            "envpack", project, "-o", arm, "--cache", base / "cache", "-q", "-p", "linux-aarch64"
-        )
-        assert result.returncode == 0, result.stderr.decode()
-        out["aarch64"] = arm
-        out["project"] = project
-    return out
-
-
 def unpack(archive: Path, dest: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     return run_cli("envunpack", archive, "-o", dest, "-q", *args)
 

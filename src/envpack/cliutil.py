@@ -66,7 +66,7 @@ def completion_option(prog: str) -> typer.models.OptionInfo:
         typer.echo(script)
         raise typer.Exit()
 
-    return typer.Option(
+    option: typer.models.OptionInfo = typer.Option(
         "--completion",
         metavar="SHELL",
         callback=show,
@@ -75,6 +75,7 @@ def completion_option(prog: str) -> typer.models.OptionInfo:
         help=f"Print the completion script for {', '.join(COMPLETION_SHELLS)} and exit, e.g. "
         f'eval "$({prog} --completion bash)".',
     )
+    return option
 
 
 def _complete_var(prog: str) -> str:

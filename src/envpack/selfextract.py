@@ -96,6 +96,8 @@ def truncation(path: Path) -> str | None:
         size = path.stat().st_size
         if program_end is None or size <= program_end:
             return None  # a plain program (the unpacker itself): nothing was appended
+        if elf.section(path, UNPACKER_SECTION) is None:
+            return None  # some other program: not ours to judge
         with path.open("rb") as fh:
             fh.seek(program_end)
             raw = fh.read(TRAILER_SIZE)

@@ -67,11 +67,14 @@ def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> Unpa
     _check_options(options)
     out_dir = options.output_dir.absolute()
     target = out_dir / options.env_name
-    scripts = [out_dir / name for name in script_names(options.shell)]
     if not options.force:
-        # A user's own activate.sh beside the env is as precious as the env itself.
-        for path in [target, *scripts]:
-            if non_empty(path):
+        if non_empty(target):
+            raise OutputError(f"{target} already exists; pass --force to replace it")
+        for name in script_names(options.shell):
+            # A user's own activate.sh beside the env is as precious as the env itself;
+            # one that envunpack wrote for this very env is not.
+            path = out_dir / name
+            if non_empty(path) and not _ours(path, target):
                 raise OutputError(f"{path} already exists; pass --force to replace it")
     reader = Reader(source)
     reader.head()  # before anything exists at the destination
@@ -154,12 +157,25 @@ def _move_into_place(prefix: Path, target: Path, staging: Path) -> None:
     prefix.rename(target)
 
 
+def _marker(target: Path) -> str:
+    # `#` starts a comment in every shell we write for (sh, fish, xonsh, PowerShell).
+    return f"# written by envunpack for {target}\n"
+
+
+def _ours(path: Path, target: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4096).startswith(_marker(target).encode())
+    except OSError:
+        return False
+
+
 def _write_scripts(target: Path, shell: str, platform: str) -> tuple[Path, ...]:
     written = []
     for name, content in activation_scripts(target, shell, platform).items():
         path = target.parent / name
         tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(content)
+        tmp.write_text(_marker(target) + content)
         tmp.chmod(0o755)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)  # only reached with --force: checked before the unpack

@@ -6,6 +6,9 @@ Typer only. Imports nothing that only packing needs, and loads rattler lazily so
 
 from __future__ import annotations
 
+import io
+import os
+import select
 import shlex
 import sys
 from pathlib import Path
@@ -166,6 +169,32 @@ def main_command(
         print(f"unpacked {result.packages} packages into {result.prefix}{hint}", file=sys.stderr)
 
 
+class _PolledPipe(io.RawIOBase):
+    """A pipe read that returns to Python four times a second while no data comes.
+
+    A signal may be delivered to any thread, and rattler starts threads of its own: one
+    that lands there leaves a main thread blocked in read() with its handler pending until
+    data arrives. Waiting in short select()s lets Ctrl-C and SIGTERM act within 0.25 s.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not select.select([self._fd], [], [], 0.25)[0]:
+            pass
+        data = os.read(self._fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _stdin() -> BinaryIO:
+    return io.BufferedReader(_PolledPipe(sys.stdin.fileno()), buffer_size=1 << 20)
+
+
 class _ArchiveSource:
     """The archive to read: a file, stdin, a self-extracting file, or this very program."""
 
@@ -182,7 +211,7 @@ class _ArchiveSource:
                     "refusing to read an archive from a terminal; pipe one in "
                     "(cat env.tar | envunpack - -o DIR) or name the file"
                 )
-            return sys.stdin.buffer
+            return _stdin()
         if self._archive is None:
             program = selfextract.own_executable()
             payload = selfextract.find_payload(program)
