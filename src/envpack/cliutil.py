@@ -19,16 +19,21 @@ from envpack.errors import EnvpackError
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 128 + signal.SIGTERM
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Terminated(BaseException):
-    """SIGTERM (`docker stop`, `kill`), raised in the main thread as Ctrl-C raises
-    KeyboardInterrupt, so every `finally` that removes partial work runs."""
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM (`docker stop`, `kill`), raised in the main thread so that every
+    `finally` that removes partial work runs. Not KeyboardInterrupt: typer would turn that
+    into a silent exit 130, and SIGTERM deserves the same cleanup and the same line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_code = 128 + signum
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
 
 
 def new_app() -> typer.Typer:
@@ -98,7 +103,7 @@ def run(
     if note:
         command.help = f"{note}\n\n{command.help or ''}"
     args = list(sys.argv[1:] if argv is None else argv)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except EnvpackError as exc:
@@ -113,8 +118,8 @@ def run(
         return int(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
         return fail("interrupted", EXIT_INTERRUPTED)
-    except Terminated:
-        return fail("interrupted", EXIT_TERMINATED)
+    except Interrupted as exc:
+        return fail("interrupted", exc.exit_code)
     except BrokenPipeError:
         return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
@@ -126,7 +131,8 @@ def run(
             EXIT_INTERNAL,
         )
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return int(result or 0)
 
 
