@@ -261,3 +261,16 @@ def test_cross_platform_pack_records_target(fixture_project: Path, tmp_path: Pat
     subdirs = {a["path"].split("/")[1] for a in manifest["artifacts"]}
     assert subdirs <= {"noarch", "linux-aarch64"}
     assert "linux-aarch64" in subdirs
+
+
+def test_writing_the_archive_draws_a_bar(fixture_project: Path, tmp_path: Path) -> None:
+    from envpack.pack import PackOptions
+    from envpack.pack import pack as pack_env
+    from tests.test_receive import Recording
+
+    recording = Recording()
+    result = pack_env(
+        PackOptions(fixture_project, tmp_path / "e.tar", cache_dir=tmp_path / "c"), recording
+    )
+    total = sum(a.size or 0 for a in result.manifest.artifacts)
+    assert ("write", total) in recording.bars

@@ -1,0 +1,75 @@
+"""envpack.output: inputs are never outputs, existing files need force, failures leave nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from envpack.errors import OutputError
+from envpack.output import atomic_output, check_output, same_file
+
+
+def test_same_file_sees_through_spellings(tmp_path: Path) -> None:
+    lock = tmp_path / "pixi.lock"
+    lock.write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(lock)
+    os.link(lock, tmp_path / "hard")
+    for spelling in ("sub/../pixi.lock", "link", "hard"):
+        assert same_file(tmp_path / spelling, lock), spelling
+    assert not same_file(tmp_path / "other", lock)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_an_input_is_never_an_output(tmp_path: Path, force: bool) -> None:
+    lock = tmp_path / "pixi.lock"
+    lock.write_text("x")
+    with pytest.raises(OutputError, match="is the lock"):
+        check_output(tmp_path / "." / "pixi.lock", [("the lock", lock)], force=force)
+
+
+def test_existing_output_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "env.tar"
+    out.write_text("old")
+    with pytest.raises(OutputError, match="--force"):
+        check_output(out, [], force=False)
+    check_output(out, [], force=True)
+    check_output(tmp_path / "new.tar", [], force=False)
+    with pytest.raises(OutputError, match="does not exist"):
+        check_output(tmp_path / "no" / "x.tar", [], force=False)
+    with pytest.raises(OutputError, match="is a directory"):
+        check_output(tmp_path, [], force=True)
+
+
+def test_atomic_output_renames_only_on_success(tmp_path: Path) -> None:
+    out = tmp_path / "env.tar"
+    with pytest.raises(RuntimeError), atomic_output(out) as writer:
+        writer.write(b"half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output(out) as writer:
+        writer.write(b"whole")
+    assert out.read_bytes() == b"whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["env.tar"]
+
+
+@pytest.mark.parametrize("where", ["/proc", "/sys"])
+def test_pseudo_filesystems_fail_on_entry(where: str) -> None:
+    entered = False
+    with pytest.raises(OutputError, match=where), atomic_output(Path(where) / "x.tar"):
+        entered = True
+    assert not entered
+
+
+def test_patch_rewrites_bytes_and_the_digest_follows(tmp_path: Path) -> None:
+    out = tmp_path / "env.run"
+    with atomic_output(out, executable=True) as writer:
+        writer.write(b"AAAA" + b"payload")
+        writer.patch(0, b"BBBB")
+        digest = writer.hexdigest()
+    assert out.read_bytes() == b"BBBBpayload"
+    assert digest == hashlib.sha256(b"BBBBpayload").hexdigest()
+    assert out.stat().st_mode & 0o111
