@@ -8,32 +8,18 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from types import FrameType
 from typing import NoReturn
 
 import click
 import typer
 
 from envpack.errors import EnvpackError
+from envpack.interrupt import Interrupted, on_signal
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM (`docker stop`, `kill`), raised in the main thread so that every
-    `finally` that removes partial work runs. Not KeyboardInterrupt: typer would turn that
-    into a silent exit 130, and SIGTERM deserves the same cleanup and the same line."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.exit_code = 128 + signum
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
 
 
 def new_app() -> typer.Typer:
@@ -103,7 +89,7 @@ def run(
     if note:
         command.help = f"{note}\n\n{command.help or ''}"
     args = list(sys.argv[1:] if argv is None else argv)
-    previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
+    previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNALS}
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except EnvpackError as exc:

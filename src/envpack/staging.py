@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from envpack.errors import OutputError, output_error
+from envpack.interrupt import uninterruptible
 from envpack.progress import Reporter
 
 STAGING_PREFIX = ".envpack-staging-"
@@ -31,8 +32,11 @@ def staging_dir(out_dir: Path, env_name: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        rmtree_settled(path)
-        lock.close()
+        # Cut short, the removal would leave a staging dir (and, after a --force swap,
+        # the old env) behind; a signal waits until it is done.
+        with uninterruptible():
+            rmtree_settled(path)
+            lock.close()
 
 
 def clean_abandoned(out_dir: Path, reporter: Reporter) -> None:

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from envpack.activation import SHELLS, activation_scripts, script_names
 from envpack.errors import OutputError, UsageError, output_error
 from envpack.install import check_wheels, compile_env, link, records, write_history
+from envpack.interrupt import uninterruptible
 from envpack.models import Manifest
 from envpack.pkgcheck import check_entries, check_symlinks, package_entries
 from envpack.progress import Reporter
@@ -144,8 +145,9 @@ def _unpack_into(
     write_history(prefix)
     if options.compile:
         compile_env(prefix, target, reporter)
-    _move_into_place(prefix, target, staging)
-    scripts = _write_scripts(target, options.shell, platform)
+    with uninterruptible():  # the swap and the scripts happen whole or not at all
+        _move_into_place(prefix, target, staging)
+        scripts = _write_scripts(target, options.shell, platform)
     return UnpackResult(target, scripts, platform, got.manifest, len(chosen), len(got.wheels))
 
 
