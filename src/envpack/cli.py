@@ -15,7 +15,8 @@ import typer
 from envpack import __version__
 from envpack.archive import Compression
 from envpack.cachedir import DEFAULT_HELP
-from envpack.cliutil import completion_option, exit_now, new_app, run
+from envpack.cliutil import completion_option, new_app
+from envpack.cliutil import main as run_main
 from envpack.errors import EnvpackError
 from envpack.jsonout import document
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
@@ -251,4 +252,4 @@ def _print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
 
 
 def main() -> None:
-    exit_now(run(app, prog="envpack"))
+    run_main(app, prog="envpack")

@@ -89,7 +89,6 @@ def run(
     if note:
         command.help = f"{note}\n\n{command.help or ''}"
     args = list(sys.argv[1:] if argv is None else argv)
-    previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNALS}
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except EnvpackError as exc:
@@ -116,10 +115,19 @@ def run(
             "report it as a bug)",
             EXIT_INTERNAL,
         )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return int(result or 0)
+
+
+def main(app: typer.Typer, *, prog: str, note: str | None = None) -> NoReturn:
+    """A console script's whole life: signals raise Interrupted while the command runs."""
+    for sig in _SIGNALS:
+        signal.signal(sig, on_signal)
+    code = run(app, prog=prog, note=note)
+    # Only flushing and exiting remain. A late signal must neither raise outside run() nor
+    # kill us with its default action, after which PyInstaller leaves its bundle in /tmp.
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    exit_now(code)
 
 
 def exit_now(code: int) -> NoReturn:

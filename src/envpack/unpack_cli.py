@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 import typer
 
 from envpack.buildinfo import version_line
-from envpack.cliutil import completion_option, exit_now, new_app, run
+from envpack.cliutil import completion_option, new_app
+from envpack.cliutil import main as run_main
 from envpack.errors import ArchiveError, EnvpackError, UsageError
 from envpack.jsonout import document
 from envpack.models import Artifact
@@ -334,4 +335,4 @@ def _builtin_archive_note() -> tuple[str, str] | None:
 def main() -> None:
     builtin = _builtin_archive_note()
     note, prog = builtin if builtin is not None else (None, "envunpack")
-    exit_now(run(app, prog=prog, note=note))
+    run_main(app, prog=prog, note=note)
