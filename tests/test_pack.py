@@ -55,7 +55,7 @@ def test_archive_holds_exactly_the_locked_packages(
 ) -> None:
     archive = pack(fixture_project, tmp_path / "env.tar", "-p", platform)
     names = [m.name for m in _tar_members(archive)]
-    assert names[:3] == ["envpack.json", "pixi-pack.json", "environment.yml"]
+    assert names[:4] == ["envpack.json", "pixi-pack.json", "environment.yml", "sbom.cdx.json"]
     manifest = json.loads(_read_member(archive, "envpack.json"))
     records = _lock_records(fixture_project, platform)
     expected = {f"channel/{r.subdir}/{r.file_name}": r for r in records}
@@ -72,8 +72,11 @@ def test_archive_holds_exactly_the_locked_packages(
         repodata = json.loads(_read_member(archive, f"channel/{subdir}/repodata.json"))
         listed = {**repodata["packages"], **repodata["packages.conda"]}
         assert set(listed) == {r.file_name for r in records if r.subdir == subdir}
-    # No URL of any kind, with or without credentials, is shipped.
-    blob = b"".join(_read_member(archive, m.name) for m in _tar_members(archive)[:5])
+    # No URL of any kind is shipped in the metadata the unpacker uses. The SBOM is the one
+    # exception: recording where each artifact came from (credentials masked) is its job.
+    metadata = [m.name for m in _tar_members(archive)[:6] if m.name != "sbom.cdx.json"]
+    assert len(metadata) == 5
+    blob = b"".join(_read_member(archive, name) for name in metadata)
     assert b"127.0.0.1" not in blob
 
 

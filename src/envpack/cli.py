@@ -59,8 +59,14 @@ def main_command(
         ),
     ] = None,
     output: Annotated[
-        str, typer.Option("-o", "--output", help="Archive to write; '-' writes to stdout.")
-    ] = "environment.tar",
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Archive to write; '-' writes to stdout. "
+            "[default: environment.tar, or sbom.cdx.json with --sbom-only]",
+        ),
+    ] = None,
     compression: Annotated[
         Compression,
         typer.Option(help="zstd (default) or none: a plain tar that pixi-unpack also reads."),
@@ -113,6 +119,13 @@ def main_command(
     dry_run: Annotated[
         bool, typer.Option(help="Print what would be packed, download nothing.")
     ] = False,
+    sbom_only: Annotated[
+        bool,
+        typer.Option(
+            help="Write only the CycloneDX SBOM of what would be packed, from the lock's "
+            "hashes; no package is downloaded."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")] = False,
@@ -134,12 +147,14 @@ def main_command(
       envpack -p linux-aarch64 -o env-arm.tar # another platform
 
       envpack --dry-run --json                # what would be packed
+
+      envpack --sbom-only -o sbom.json        # its SBOM, without downloading
     """
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
     import rattler
 
     from envpack.fetch import FetchOptions
-    from envpack.pack import PackOptions, pack
+    from envpack.pack import PackOptions, pack, write_sbom
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     try:
@@ -149,7 +164,7 @@ def main_command(
         raise EnvpackError(str(exc)) from None
     options = PackOptions(
         manifest_path=manifest,
-        output=None if output == "-" else Path(output),
+        output=None if output == "-" else Path(output or _default_output(sbom_only)),
         environment=environment,
         platform=platform or str(rattler.Subdir.current()),
         compression=compression,
@@ -166,10 +181,21 @@ def main_command(
     if dry_run:
         _print_plan(options, reporter, as_json)
         return
+    if sbom_only:
+        if create_executable:
+            raise EnvpackError("--sbom-only writes no archive: drop --create-executable")
+        data = write_sbom(options, reporter)
+        if not quiet and options.output is not None:
+            print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)
+        return
     if options.output is None and sys.stdout.isatty():
         raise EnvpackError("refusing to write an archive to a terminal; redirect stdout")
     result = pack(options, reporter)
     _print_result(result, as_json, quiet)
+
+
+def _default_output(sbom_only: bool) -> str:
+    return "sbom.cdx.json" if sbom_only else "environment.tar"
 
 
 def _print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:

@@ -34,10 +34,18 @@ from envpack.hostcheck import (
     host_platform,
     host_virtual_packages,
 )
-from envpack.manifest import MANIFEST_NAME, PIXI_PACK_NAME, manifest_from_json, pixi_pack_platform
-from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest
+from envpack.manifest import (
+    MANIFEST_NAME,
+    PIXI_PACK_NAME,
+    SBOM_NAME,
+    manifest_from_json,
+    pixi_pack_platform,
+)
+from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest, is_artifact_path, is_repodata_path
 from envpack.pkgcheck import check_entries, check_symlinks, package_entries
 from envpack.progress import Bar, Reporter
+from envpack.sbomread import verify as verify_sbom
+from envpack.sbomread import write_copy
 from envpack.wheels import PythonInfo, check_wheels_compatible, install_wheels, python_info
 
 STAGING_PREFIX = ".envpack-staging-"
@@ -63,6 +71,7 @@ class UnpackResult:
     platform: str
     packages: int
     wheels: int
+    sbom: Path | None = None
 
 
 @dataclass
@@ -74,6 +83,7 @@ class _Received:
     repodata: dict[str, bytes] = field(default_factory=dict)
     packages: dict[str, tuple[Path, str]] = field(default_factory=dict)  # path → (file, sha256)
     wheels: dict[str, Path] = field(default_factory=dict)
+    sbom: bytes | None = None
 
 
 # --- public API ----------------------------------------------------------------------------
@@ -88,7 +98,7 @@ def read_manifest(source: BinaryIO) -> Manifest | dict[str, object]:
             return manifest_from_json(_read_small(member))
         if member.name == PIXI_PACK_NAME:
             summary["platform"] = pixi_pack_platform(_read_small(member))
-        elif _is_artifact(member.name):
+        elif is_artifact_path(member.name):
             summary["artifacts"].append({"path": member.name, "size": member.size})  # type: ignore[attr-defined]
             _drain(member)
     if "platform" not in summary:
@@ -147,7 +157,8 @@ def _unpack_into(
         _compile(prefix, target, reporter)
     _move_into_place(prefix, target, staging)
     scripts = _write_scripts(target, options.shell, platform)
-    return UnpackResult(target, scripts, platform, len(records), len(received.wheels))
+    sbom = write_copy(target.parent, received.sbom)
+    return UnpackResult(target, scripts, platform, len(records), len(received.wheels), sbom)
 
 
 def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
@@ -178,10 +189,14 @@ def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
             if member.name == "environment.yml":
                 _read_small(member)
                 continue
-            if _is_repodata(member.name):
+            if is_repodata_path(member.name):
                 _accept_repodata(got, member)
                 continue
-            if not _is_artifact(member.name):
+            # Only where the manifest lists it; anywhere else it is an unexpected member.
+            if member.name == SBOM_NAME and got.manifest and got.manifest.sbom:
+                got.sbom = verify_sbom(member, got.manifest.sbom)
+                continue
+            if not is_artifact_path(member.name):
                 if got.manifest is not None:
                     raise ArchiveError(f"unexpected archive member {member.name!r}")
                 reporter.warn(f"ignoring unknown archive member {member.name!r}")
@@ -204,6 +219,8 @@ def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
         missing = [m for m in missing if m not in got.wheels]
         if missing:
             raise ArchiveError(f"archive is missing {len(missing)} artifacts, e.g. {missing[0]}")
+        if got.manifest.sbom is not None and got.sbom is None:
+            raise ArchiveError(f"archive is missing {SBOM_NAME}, which its manifest lists")
     return got
 
 
@@ -490,18 +507,6 @@ def _non_empty(path: Path) -> bool:
 # --- small helpers -------------------------------------------------------------------------
 
 
-def _is_repodata(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 3 and parts[0] == CHANNEL_DIR and parts[2] == "repodata.json"
-
-
-def _is_artifact(name: str) -> bool:
-    parts = name.split("/")
-    if len(parts) == 3 and parts[0] == CHANNEL_DIR:
-        return parts[2].endswith((".conda", ".tar.bz2"))
-    return len(parts) == 2 and parts[0] == PYPI_DIR and parts[1].endswith(".whl")
-
-
 def _read_small(member: Member) -> bytes:
     if member.size > _METADATA_LIMIT:
         raise ArchiveError(f"{member.name} is implausibly large ({member.size} bytes)")
@@ -538,6 +543,11 @@ def describe(manifest: Manifest | dict[str, object]) -> dict[str, object]:
             "platform": manifest.platform,
             "environment": manifest.environment,
             "virtual_packages": list(manifest.virtual_packages),
+            "sbom": (
+                {"path": manifest.sbom.path, "sha256": manifest.sbom.sha256}
+                if manifest.sbom is not None
+                else None
+            ),
             "artifacts": [
                 {
                     "path": a.path,

@@ -27,11 +27,13 @@ from envpack.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     PIXI_PACK_NAME,
+    SBOM_NAME,
     manifest_to_json,
     pixi_pack_json,
 )
-from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
+from envpack.models import CHANNEL_DIR, Artifact, Download, Listed, Manifest, Plan
 from envpack.progress import Reporter
+from envpack.sbom import Subject, plan_items, sbom_json
 from envpack.selfextract import find_unpacker, trailer
 from envpack.urls import apply_mirrors
 from envpack.wheelcheck import check_plan_wheels, injected_wheel
@@ -77,7 +79,8 @@ def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
     for warning in warnings:
         reporter.warn(warning)
     if options.inject:
-        plan = _inject(plan, [_injected(p) for p in options.inject], reporter)
+        injected = [replace(_injected(p), injected=True) for p in options.inject]
+        plan = _inject(plan, injected, reporter)
     _check_subdirs(plan)
     check_plan_wheels(plan)
     return plan
@@ -87,7 +90,7 @@ def pack(
     options: PackOptions, reporter: Reporter, http: urllib3.PoolManager | None = None
 ) -> PackResult:
     plan = make_plan(options, reporter)
-    _check_output_dir(options.output)
+    _check_output_dir(options.output, _inputs(options))
     unpacker = _unpacker(options)
     fetcher = Fetcher(
         Cache(options.cache_dir),
@@ -99,16 +102,41 @@ def pack(
     mirrored = [replace(d, url=apply_mirrors(d.url, options.mirrors)) for d in plan.downloads]
     reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
     fetched = fetcher.fetch_all(mirrored)
-    manifest = _manifest(plan, fetched)
+    artifacts = _shipped(fetched)
+    # From the verified downloads' hashes: the SBOM states what the archive holds.
+    sbom = sbom_json(plan_items(plan, artifacts), _subject(plan))
+    manifest = _manifest(plan, artifacts, sbom)
     reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
     with _atomic_output(options.output, executable=unpacker is not None) as (out, hasher):
         offset = _copy_into(unpacker, out) if unpacker is not None else 0
         payload = _HashingWriter(out)
-        _write_archive(payload, plan, fetched, manifest, options)  # type: ignore[arg-type]
+        _write_archive(payload, plan, fetched, manifest, sbom, options)  # type: ignore[arg-type]
         if unpacker is not None:
             out.write(trailer(payload.digest(), offset, payload.size))
         out.flush()
     return PackResult(options.output, manifest, hasher.hexdigest(), hasher.size)
+
+
+def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
+    """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
+    downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
+    plan = make_plan(options, reporter)
+    _check_output_dir(options.output, _inputs(options))
+    unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
+    if unhashed:
+        reporter.warn(
+            f"{len(unhashed)} artifacts have no sha256 in the lock and are listed without one "
+            f"(e.g. {unhashed[0]}); a packed archive's SBOM has the hash of what it ships"
+        )
+    sbom = sbom_json(plan_items(plan), _subject(plan))
+    with _atomic_output(options.output) as (out, _):
+        out.write(sbom)
+        out.flush()
+    return sbom
+
+
+def _inputs(options: PackOptions) -> list[Path]:
+    return [find_lock(options.manifest_path), *options.inject]
 
 
 def _unpacker(options: PackOptions) -> Path | None:
@@ -205,11 +233,19 @@ def _check_subdirs(plan: Plan) -> None:
 # --- the archive -------------------------------------------------------------------------------
 
 
-def _manifest(plan: Plan, fetched: list[Fetched]) -> Manifest:
-    artifacts = tuple(
+def _shipped(fetched: list[Fetched]) -> tuple[Artifact, ...]:
+    return tuple(
         replace(f.artifact, sha256=f.sha256, size=f.size)
         for f in sorted(fetched, key=lambda f: f.artifact.path)
     )
+
+
+def _subject(plan: Plan) -> Subject:
+    return Subject(plan.environment, plan.platform, plan.lock_sha256)
+
+
+def _manifest(plan: Plan, artifacts: tuple[Artifact, ...], sbom: bytes) -> Manifest:
+    listed = Listed(SBOM_NAME, hashlib.sha256(sbom).hexdigest(), len(sbom))
     return Manifest(
         format_version=FORMAT_VERSION,
         envpack_version=__version__,
@@ -218,6 +254,7 @@ def _manifest(plan: Plan, fetched: list[Fetched]) -> Manifest:
         lock_sha256=plan.lock_sha256,
         virtual_packages=plan.virtual_packages,
         artifacts=artifacts,
+        sbom=listed,
     )
 
 
@@ -263,13 +300,20 @@ def environment_yml(plan: Plan) -> bytes:
 
 
 def _write_archive(
-    out: BinaryIO, plan: Plan, fetched: list[Fetched], manifest: Manifest, options: PackOptions
+    out: BinaryIO,
+    plan: Plan,
+    fetched: list[Fetched],
+    manifest: Manifest,
+    sbom: bytes,
+    options: PackOptions,
 ) -> None:
     with ArchiveWriter(out, options.compression, options.level) as writer:
         # The manifest first, so a reader can refuse the archive before writing anything.
         writer.add_bytes(MANIFEST_NAME, manifest_to_json(manifest))
         writer.add_bytes(PIXI_PACK_NAME, pixi_pack_json(plan.platform))
         writer.add_bytes(ENVIRONMENT_YML, environment_yml(plan))
+        # Before the packages, so `envunpack --list --sbom` stops reading early.
+        writer.add_bytes(SBOM_NAME, sbom)
         for name, data in sorted(repodata(plan, fetched).items()):
             writer.add_bytes(name, data)
         for item in sorted(fetched, key=lambda f: f.artifact.path):
@@ -305,9 +349,13 @@ class _HashingWriter:
         return self._sha.digest()
 
 
-def _check_output_dir(output: Path | None) -> None:
+def _check_output_dir(output: Path | None, inputs: Sequence[Path] = ()) -> None:
     if output is None:
         return
+    # Writing over the lock or an injected file would destroy what the output is made from.
+    for source in inputs:
+        if output.resolve() == source.resolve():
+            raise OutputError(f"output {output} is an input of this run; choose another name")
     parent = output.parent if output.parent != Path() else Path.cwd()
     if output.is_dir():
         raise OutputError(f"output {output} is a directory; give a file name such as env.tar")

@@ -56,6 +56,14 @@ def main_command(
     list_only: Annotated[
         bool, typer.Option("--list", help="Print the archive's manifest and touch nothing.")
     ] = False,
+    sbom: Annotated[
+        bool,
+        typer.Option(
+            "--sbom",
+            help="With --list: print the archive's CycloneDX SBOM, verified against its "
+            "manifest (for a pixi-pack archive, one made from its repodata).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")] = False,
@@ -77,8 +85,14 @@ def main_command(
 
       envunpack --list env.tar         # what is inside
 
+      envunpack --list --sbom env.tar  # its CycloneDX SBOM, verified
+
       cat env.tar | envunpack - -o /app
     """
+    if sbom and not list_only:
+        raise EnvpackError(
+            "--sbom only works with --list; an unpacked env gets its SBOM beside activate.sh"
+        )
     from envpack.certs import ensure_ca_certificates
 
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
@@ -87,6 +101,9 @@ def main_command(
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     with _ArchiveSource(archive) as source:
+        if sbom:
+            _print_sbom(source)
+            return
         if list_only:
             _print_listing(install.describe(install.read_manifest(source)), as_json)
             return
@@ -106,6 +123,7 @@ def main_command(
             "platform": result.platform,
             "packages": result.packages,
             "wheels": result.wheels,
+            "sbom": str(result.sbom) if result.sbom else None,
         }
         typer.echo(json.dumps(doc, indent=2))
     elif not quiet:
@@ -155,6 +173,20 @@ class _ArchiveSource:
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def _print_sbom(source: BinaryIO) -> None:
+    from envpack.sbomread import read_sbom
+
+    got = read_sbom(source)
+    if got.generated:
+        print(
+            "note: this pixi-pack archive has no SBOM; this one was made from its repodata",
+            file=sys.stderr,
+        )
+    # The bytes as verified, so the output's sha256 is the one the manifest lists.
+    sys.stdout.buffer.write(got.data)
+    sys.stdout.buffer.flush()
 
 
 def _print_listing(doc: dict[str, object], as_json: bool) -> None:

@@ -404,7 +404,7 @@ CASES: dict[str, Case] = {
     "manifest-omits-present": Case(_built(_unlisted_artifact), ("not in the manifest",)),
     "manifest-not-first": Case(_built(_manifest_not_first), ("first member",)),
     "manifest-future-format": Case(
-        _manifest_edit(lambda d: d.update(format_version=2)), ("format version",)
+        _manifest_edit(lambda d: d.update(format_version=3)), ("format version",)
     ),
     "manifest-escaping-path": Case(
         _artifact_edit(HELLO, path="channel/../../escape.conda"), ("not allowed",)
