@@ -33,6 +33,11 @@ BANNED = (
     "envpack.fetch",
     "envpack.lockfile",
     "envpack.wheelcheck",
+    "envpack.sbom",
+    "cyclonedx",
+    "packageurl",
+    "license_expression",
+    "py_serializable",
     "urllib3",
     "requests",
     "docker",
@@ -52,6 +57,7 @@ UNPACKER_MODULES = (
     "envpack.wheels",
     "envpack.certs",
     "envpack.buildinfo",
+    "envpack.sbomread",
 )
 # What `--help` and `--version` must not pay for: rattler alone is a 55 MB extension.
 HEAVY = ("rattler", "zstandard", "tqdm", "installer", "envpack.install")
