@@ -362,3 +362,57 @@ def test_hash_seed_does_not_change_the_bytes(tmp_path: Path) -> None:
         validate(result.stdout)
         outputs.add(result.stdout)
     assert len(outputs) == 1
+
+
+# --- the builder on its own --------------------------------------------------------------------
+
+
+def _conda(name: str, filename: str | None = None) -> Artifact:
+    return Artifact(
+        "conda",
+        name,
+        "1.0",
+        filename or f"{name}-1.0-h0_0.conda",
+        "a" * 64,
+        None,
+        1,
+        "h0_0",
+        "linux-64",
+    )
+
+
+def _one(item: Item) -> dict[str, Any]:
+    data = sbom_json([item], Subject("default", "linux-64"))
+    validate(data)
+    (component,) = json.loads(data)["components"]
+    assert isinstance(component, dict)
+    return component
+
+
+def test_license_that_is_no_spdx_id_is_kept_as_a_name() -> None:
+    component = _one(Item(_conda("x"), {"license": "Some Custom License"}))
+    assert component["licenses"] == [{"license": {"name": "Some Custom License"}}]
+
+
+def test_url_that_is_not_the_channel_layout_gives_no_channel() -> None:
+    component = _one(Item(_conda("x"), {}, "https://mirror.example/x-1.0-h0_0.conda"))
+    assert "channel" not in PackageURL.from_string(component["purl"]).qualifiers
+    assert component["externalReferences"][0]["url"] == "https://mirror.example/x-1.0-h0_0.conda"
+
+
+def test_local_file_url_is_not_recorded() -> None:
+    component = _one(Item(_conda("x"), {}, "file:///home/me/channel/linux-64/x-1.0-h0_0.conda"))
+    assert "externalReferences" not in component
+    assert b"/home/me" not in json.dumps(component).encode()
+
+
+def test_unreadable_depends_entry_names_no_edge() -> None:
+    items = [
+        Item(_conda("a"), {"depends": ["b >=1", "!!not a spec((", "c", "__glibc >=2.17"]}),
+        Item(_conda("b")),
+    ]
+    data = sbom_json(items, Subject("default", "linux-64"))
+    validate(data)
+    graph = {d["ref"]: d.get("dependsOn", []) for d in json.loads(data)["dependencies"]}
+    (a_ref,) = [r for r in graph if r.startswith("pkg:conda/a@")]
+    assert [r.split("@")[0] for r in graph[a_ref]] == ["pkg:conda/b"]  # c is not in the env

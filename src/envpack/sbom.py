@@ -170,16 +170,18 @@ def _bom(items: list[Item], subject: Subject, tool_version: str) -> Bom:
 
 def _component(item: Item) -> Component:
     artifact = item.artifact
-    package_url = purl(artifact, item.url)
+    # A local file is no distribution point, and its path is the packing machine's business.
+    url = item.url if item.url and urlsplit(item.url).scheme not in ("", "file") else None
+    package_url = purl(artifact, url)
     hashes = []
     if artifact.sha256:
         hashes.append(HashType(alg=HashAlgorithm.SHA_256, content=artifact.sha256))
     if artifact.md5:
         hashes.append(HashType(alg=HashAlgorithm.MD5, content=artifact.md5))
     references = []
-    if item.url and urlsplit(item.url).scheme not in ("", "file"):
+    if url:
         references.append(
-            ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(redact(item.url)))
+            ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(redact(url)))
         )
     properties = [Property(name="envpack:path", value=artifact.path)]
     if item.injected:
