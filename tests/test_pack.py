@@ -238,6 +238,22 @@ def test_output_directory_missing(fixture_project: Path, tmp_path: Path) -> None
     assert_one_error_line(result, "does not exist")
 
 
+@pytest.mark.parametrize("which", ["lock", "injected"])
+def test_output_never_overwrites_an_input(
+    fixture_project: Path, fixture_channel: FixtureChannel, tmp_path: Path, which: str
+) -> None:
+    injected = tmp_path / "libhello-1.0.0-h9087c05_0.tar.bz2"
+    injected.write_bytes((fixture_channel.root / "linux-64" / injected.name).read_bytes())
+    target = fixture_project / "pixi.lock" if which == "lock" else injected
+    before = target.read_bytes()
+    result = run_cli(
+        "envpack", fixture_project, "-o", target, "--inject", injected, "--cache", tmp_path / "c"
+    )
+    assert_one_error_line(result, "is an input")
+    assert target.read_bytes() == before
+    assert not (tmp_path / "c").exists()
+
+
 def test_output_is_a_directory(fixture_project: Path, tmp_path: Path) -> None:
     assert_one_error_line(run_cli("envpack", fixture_project, "-o", tmp_path), "directory")
 
