@@ -235,14 +235,15 @@ def test_pixi_pack_archive_gets_one_made_from_its_repodata(archive: Path, tmp_pa
     assert any(d.get("dependsOn") for d in doc["dependencies"])
 
 
+@pytest.mark.parametrize("absent", ["cyclonedx", "packageurl", "envpack.sbom"])
 def test_pixi_pack_sbom_without_the_library_is_one_error_line(
-    archive: Path, tmp_path: Path
+    archive: Path, tmp_path: Path, absent: str
 ) -> None:
-    """The frozen envunpack leaves cyclonedx out; blocking its import here does the same."""
+    """The frozen envunpack leaves these out; blocking their import here does the same."""
     pixi = write(as_pixi_pack(craft.read_entries(archive)), tmp_path / "pixi.tar")
     code = (
         "import sys\n"
-        "sys.modules['cyclonedx'] = None  # as absent as in the frozen build\n"
+        f"sys.modules[{absent!r}] = None  # as absent as in the frozen build\n"
         "from envpack.unpack_cli import main\n"
         f"sys.argv = ['envunpack', '--list', '--sbom', {str(pixi)!r}]\n"
         "main()\n"
