@@ -416,3 +416,26 @@ def test_unreadable_depends_entry_names_no_edge() -> None:
     graph = {d["ref"]: d.get("dependsOn", []) for d in json.loads(data)["dependencies"]}
     (a_ref,) = [r for r in graph if r.startswith("pkg:conda/a@")]
     assert [r.split("@")[0] for r in graph[a_ref]] == ["pkg:conda/b"]  # c is not in the env
+
+
+def test_sbom_only_warns_about_records_without_sha256(
+    fixture_channel: FixtureChannel, tmp_path: Path
+) -> None:
+    lock = lock_for(fixture_channel.lock_v6, "http://127.0.0.1:9", tmp_path / "project")
+    text = lock.read_text()
+    lines = text.splitlines(True)
+    first = next(i for i, line in enumerate(lines) if line.startswith("  sha256: "))
+    lock.write_text("".join(lines[:first] + lines[first + 1 :]))
+    out = tmp_path / "sbom.json"
+    result = run_cli("envpack", lock.parent, "--sbom-only", "-o", out)
+    assert result.returncode == 0, result.stderr.decode()
+    stderr = result.stderr.decode()
+    assert "1 artifacts have no sha256" in stderr and "error" not in stderr
+    validate(out.read_bytes())
+    unhashed = [
+        c
+        for c in json.loads(out.read_bytes())["components"]
+        if not any(h["alg"] == "SHA-256" for h in c["hashes"])
+    ]
+    assert len(unhashed) == 1
+    assert [h["alg"] for h in unhashed[0]["hashes"]] == ["MD5"]
