@@ -91,6 +91,14 @@ def test_list_sbom_prints_the_verified_bytes(archive: Path, tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def test_list_names_the_sbom(archive: Path) -> None:
+    result = run_cli("envunpack", "--list", archive)
+    assert result.returncode == 0, result.stderr.decode()
+    assert (
+        result.stdout.decode().splitlines()[-1].endswith("; SBOM sbom.cdx.json (see --list --sbom)")
+    )
+
+
 def test_list_json_names_the_sbom(archive: Path) -> None:
     result = run_cli("envunpack", "--list", "--json", archive)
     assert result.returncode == 0, result.stderr.decode()

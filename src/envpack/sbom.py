@@ -52,7 +52,7 @@ class Item:
     artifact: Artifact
     # Repodata fields of a conda package (depends, license); empty for wheels.
     record: Mapping[str, object] = field(default_factory=dict)
-    # Where the lock says it comes from; None when unknown or a local file.
+    # Where the lock says it comes from (None: unknown); file:// URLs are not recorded.
     url: str | None = None
     injected: bool = False
 

@@ -202,7 +202,11 @@ def _print_listing(doc: dict[str, object], as_json: bool) -> None:
     for a in artifacts:
         size = a.get("size") or 0
         typer.echo(f"  {a['path']}  {size / 1e6:.2f} MB")
-    typer.echo(f"{len(artifacts)} artifacts")
+    sbom = doc.get("sbom")
+    typer.echo(
+        f"{len(artifacts)} artifacts"
+        + (f"; SBOM {sbom['path']} (see --list --sbom)" if isinstance(sbom, dict) else "")
+    )
 
 
 def main() -> None:
