@@ -82,6 +82,9 @@ def read_sbom(source: BinaryIO) -> Sbom:
         elif member.name == PIXI_PACK_NAME:
             platform = pixi_pack_platform(_read(member))
         elif listed is None and is_repodata_path(member.name):
+            # All repodata is held in memory: capped together, not only each file.
+            if sum(map(len, repodata.values())) + member.size > _LIMIT:
+                raise ArchiveError("the archive's repodata.json files are implausibly large")
             repodata[member.name] = _read(member)
         elif listed is None and is_artifact_path(member.name):
             hashed[member.name] = _hash(member)
