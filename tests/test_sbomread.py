@@ -266,3 +266,17 @@ def test_pixi_pack_sbom_without_the_library_is_one_error_line(
 def test_sbom_needs_list(archive: Path, tmp_path: Path) -> None:
     assert_one_error_line(unpack(archive, tmp_path / "app", "--sbom"), "--sbom", "--list")
     assert not (tmp_path / "app").exists()
+
+
+def test_pixi_pack_repodata_is_capped_as_a_whole(tmp_path: Path) -> None:
+    # Each file under the per-member cap, together over it: refused before more is read.
+    big = b'{"packages": {}, "pad": "' + b"a" * (33 << 20) + b'"}'
+    entries = [
+        craft.member("pixi-pack.json", b'{"version": "1", "platform": "linux-64"}'),
+        craft.member("channel/linux-64/repodata.json", big),
+        craft.member("channel/noarch/repodata.json", big),
+    ]
+    pixi = write(entries, tmp_path / "big.tar")
+    assert pixi.stat().st_size < (1 << 20)
+    result = run_cli("envunpack", "--list", "--sbom", pixi)
+    assert_one_error_line(result, "implausibly large")
