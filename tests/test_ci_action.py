@@ -144,6 +144,8 @@ def test_create_executable_is_passed_through_or_fails_clearly(
         platforms="linux-64",
         output="out/env-{platform}",
         create_executable="true",
+        # scripts/test builds the static unpacker into dist/ before pytest.
+        unpacker_dir=str(Path(__file__).resolve().parents[1] / "dist"),
     )
     if "--create-executable" in help_text:
         assert proc.returncode == 0, proc.stderr

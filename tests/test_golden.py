@@ -13,18 +13,62 @@ import io
 import pytest
 
 from envpack.archive import ArchiveWriter, Compression
+from envpack.models import Artifact
+from envpack.sbom import Item, Subject, sbom_json
 
 GOLDEN = {
-    "zstd": "6778471f715558128fd864dd2317a29c0f1489cc299cd090a0edc794bdf295c8",
-    "none": "1ac02900b6e373c14be771b528b1b60665e9a8643b47c709669166b6e1edfaab",
+    "zstd": "b1091adefcd7ef71487e3719ca32d2bdf56325802ddd461da67107f8371e2800",
+    "none": "c8728f601a719a5ce8c0bc67755e502e3675e69f76e0b7cb5e89ac854c88feaf",
 }
+# The SBOM is archive bytes too: a cyclonedx-python-lib release that orders or formats its
+# JSON differently would change every archive, and must be noticed here first.
+GOLDEN_SBOM = "693a50b428b22b0b6073b1059bd0d03967c773712bea64f0c6455c6cae723998"
 
 
 @pytest.mark.parametrize("compression", ["zstd", "none"])
 def test_archive_bytes_match_the_golden_digest(compression: Compression) -> None:
     out = io.BytesIO()
     with ArchiveWriter(out, compression, 3) as writer:
-        writer.add_bytes("envpack.json", b'{"format_version": 1}\n')
+        writer.add_bytes("envpack.json", b'{"format_version": 2}\n')
+        writer.add_bytes("sbom.cdx.json", b'{"bomFormat": "CycloneDX", "specVersion": "1.6"}\n')
         writer.add_bytes("channel/noarch/repodata.json", b'{"packages": {}}' * 100)
         writer.add_bytes("channel/noarch/x-1-0.conda", bytes(range(256)) * 4096)
     assert hashlib.sha256(out.getvalue()).hexdigest() == GOLDEN[compression]
+
+
+def test_sbom_bytes_match_the_golden_digest() -> None:
+    python = Artifact(
+        "conda",
+        "python",
+        "3.11.2",
+        "python-3.11.2-h0_0.conda",
+        "ab" * 32,
+        "cd" * 16,
+        10,
+        "h0_0",
+        "linux-64",
+    )
+    zlib = Artifact(
+        "conda",
+        "libzlib",
+        "1.2.13",
+        "libzlib-1.2.13-h1_0.tar.bz2",
+        "ef" * 32,
+        None,
+        5,
+        "h1_0",
+        "linux-64",
+    )
+    six = Artifact("wheel", "six", "1.17.0", "six-1.17.0-py2.py3-none-any.whl", "01" * 32)
+    items = [
+        Item(
+            python,
+            {"depends": ["libzlib >=1.2", "__glibc >=2.17"], "license": "PSF-2.0"},
+            "https://conda.example/ch/linux-64/python-3.11.2-h0_0.conda",
+        ),
+        Item(zlib, {"license": "Zlib"}, None, injected=True),
+        Item(six),
+    ]
+    subject = Subject("default", "linux-64", "23" * 32)
+    data = sbom_json(items, subject, tool_version="0.0.0")
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_SBOM

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from envpack.errors import ArchiveError, EnvpackError
 from envpack.manifest import (
     FORMAT_VERSION,
+    SBOM_NAME,
     manifest_from_json,
     manifest_to_json,
     pixi_pack_json,
     pixi_pack_platform,
 )
-from envpack.models import Artifact, ArtifactKind, Manifest
+from envpack.models import Artifact, ArtifactKind, Listed, Manifest
 
 SHA_A = "a" * 64
 SHA_B = "0123456789abcdef" * 4
@@ -163,7 +164,7 @@ def test_missing_virtual_packages_means_none() -> None:
 # --- versions ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1", None, -1])
+@pytest.mark.parametrize("version", [0, 3, 99, "1", "2", None, -1])
 def test_unknown_format_version_is_refused(version: object) -> None:
     doc = _doc()
     doc["format_version"] = version
@@ -173,6 +174,50 @@ def test_unknown_format_version_is_refused(version: object) -> None:
     assert "format version" in message
     assert repr(version) in message
     assert str(FORMAT_VERSION) in message
+
+
+def test_version_2_lists_the_sbom_and_round_trips() -> None:
+    manifest = _manifest(sbom=Listed(SBOM_NAME, SHA_B, 1234))
+    doc = json.loads(manifest_to_json(manifest))
+    assert doc["format_version"] == 2
+    assert doc["sbom"] == {"path": "sbom.cdx.json", "sha256": SHA_B, "size": 1234}
+    assert manifest_from_json(manifest_to_json(manifest)) == manifest
+
+
+def test_version_1_archives_are_still_read_and_know_no_sbom() -> None:
+    # An archive made before SBOMs existed; an "sbom" field there is an unknown field.
+    doc = _doc()
+    doc["sbom"] = {"path": SBOM_NAME, "sha256": SHA_B, "size": 1}
+    manifest = _load(doc)
+    assert manifest.format_version == 1
+    assert manifest.sbom is None
+
+
+def test_version_2_without_an_sbom_has_none() -> None:
+    doc = _doc()
+    doc["format_version"] = 2
+    assert _load(doc).sbom is None
+
+
+@pytest.mark.parametrize(
+    "sbom",
+    [
+        "sbom.cdx.json",
+        {"path": "channel/linux-64/x.conda", "sha256": SHA_B, "size": 1},
+        {"path": "../sbom.cdx.json", "sha256": SHA_B, "size": 1},
+        {"path": SBOM_NAME, "sha256": "abc", "size": 1},
+        {"path": SBOM_NAME, "size": 1},
+        {"path": SBOM_NAME, "sha256": SHA_B, "size": -1},
+        {"path": SBOM_NAME, "sha256": SHA_B, "size": True},
+        {"path": SBOM_NAME, "sha256": SHA_B},
+    ],
+)
+def test_malformed_sbom_entry_is_refused(sbom: object) -> None:
+    doc = _doc()
+    doc["format_version"] = 2
+    doc["sbom"] = sbom
+    with pytest.raises(ArchiveError, match=r"(?i)sbom"):
+        _load(doc)
 
 
 def test_missing_format_version_is_refused() -> None:

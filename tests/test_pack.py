@@ -55,7 +55,7 @@ def test_archive_holds_exactly_the_locked_packages(
 ) -> None:
     archive = pack(fixture_project, tmp_path / "env.tar", "-p", platform)
     names = [m.name for m in _tar_members(archive)]
-    assert names[:3] == ["envpack.json", "pixi-pack.json", "environment.yml"]
+    assert names[:4] == ["envpack.json", "pixi-pack.json", "environment.yml", "sbom.cdx.json"]
     manifest = json.loads(_read_member(archive, "envpack.json"))
     records = _lock_records(fixture_project, platform)
     expected = {f"channel/{r.subdir}/{r.file_name}": r for r in records}
@@ -72,8 +72,11 @@ def test_archive_holds_exactly_the_locked_packages(
         repodata = json.loads(_read_member(archive, f"channel/{subdir}/repodata.json"))
         listed = {**repodata["packages"], **repodata["packages.conda"]}
         assert set(listed) == {r.file_name for r in records if r.subdir == subdir}
-    # No URL of any kind, with or without credentials, is shipped.
-    blob = b"".join(_read_member(archive, m.name) for m in _tar_members(archive)[:5])
+    # No URL of any kind is shipped in the metadata the unpacker uses. The SBOM is the one
+    # exception: recording where each artifact came from (credentials masked) is its job.
+    metadata = [m.name for m in _tar_members(archive)[:6] if m.name != "sbom.cdx.json"]
+    assert len(metadata) == 5
+    blob = b"".join(_read_member(archive, name) for name in metadata)
     assert b"127.0.0.1" not in blob
 
 
@@ -234,6 +237,22 @@ def test_missing_and_invalid_lock(tmp_path: Path) -> None:
 def test_output_directory_missing(fixture_project: Path, tmp_path: Path) -> None:
     result = run_cli("envpack", fixture_project, "-o", tmp_path / "nope" / "e.tar")
     assert_one_error_line(result, "does not exist")
+
+
+@pytest.mark.parametrize("which", ["lock", "injected"])
+def test_output_never_overwrites_an_input(
+    fixture_project: Path, fixture_channel: FixtureChannel, tmp_path: Path, which: str
+) -> None:
+    injected = tmp_path / "libhello-1.0.0-h9087c05_0.tar.bz2"
+    injected.write_bytes((fixture_channel.root / "linux-64" / injected.name).read_bytes())
+    target = fixture_project / "pixi.lock" if which == "lock" else injected
+    before = target.read_bytes()
+    result = run_cli(
+        "envpack", fixture_project, "-o", target, "--inject", injected, "--cache", tmp_path / "c"
+    )
+    assert_one_error_line(result, "choose another -o")
+    assert target.read_bytes() == before
+    assert not (tmp_path / "c").exists()
 
 
 def test_output_is_a_directory(fixture_project: Path, tmp_path: Path) -> None:

@@ -33,6 +33,11 @@ BANNED = (
     "envpack.fetch",
     "envpack.lockfile",
     "envpack.wheelcheck",
+    "envpack.sbom",
+    "cyclonedx",
+    "packageurl",
+    "license_expression",
+    "py_serializable",
     "urllib3",
     "requests",
     "docker",
@@ -52,6 +57,7 @@ UNPACKER_MODULES = (
     "envpack.wheels",
     "envpack.certs",
     "envpack.buildinfo",
+    "envpack.sbomread",
 )
 # What `--help` and `--version` must not pay for: rattler alone is a 55 MB extension.
 HEAVY = ("rattler", "zstandard", "tqdm", "installer", "envpack.install")
@@ -235,3 +241,61 @@ def test_starts_on_an_empty_root(unpacker: Path, tmp_path: Path) -> None:
 
 
 # End-to-end runs on bare Debian targets live in tests/containers/test_envunpack_targets.py.
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.slow
+def test_frozen_sbom_listing_needs_no_sbom_library(unpacker: Path, tmp_path: Path) -> None:
+    """An envpack archive's SBOM is only checked against the manifest: no cyclonedx needed."""
+    import hashlib
+    import json
+
+    sbom = b'{"bomFormat": "CycloneDX", "specVersion": "1.6"}\n'
+    manifest = {
+        "format_version": 2,
+        "envpack_version": __version__,
+        "platform": SUBDIRS[HOST_ARCH],
+        "environment": "default",
+        "lock_sha256": "0" * 64,
+        "artifacts": [],
+        "sbom": {
+            "path": "sbom.cdx.json",
+            "sha256": hashlib.sha256(sbom).hexdigest(),
+            "size": len(sbom),
+        },
+    }
+    archive = _tar(
+        tmp_path / "env.tar",
+        {"envpack.json": json.dumps(manifest).encode(), "sbom.cdx.json": sbom},
+    )
+    result = subprocess.run(
+        [unpacker, "--list", "--sbom", archive], capture_output=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == sbom
+
+
+@pytest.mark.slow
+def test_frozen_pixi_pack_sbom_says_to_use_the_pip_installed_envunpack(
+    unpacker: Path, tmp_path: Path
+) -> None:
+    """Making an SBOM needs cyclonedx, which the frozen build leaves out: one error line."""
+    meta = b'{"version": "1", "platform": "%s"}' % SUBDIRS[HOST_ARCH].encode()
+    archive = _tar(tmp_path / "pixi.tar", {"pixi-pack.json": meta})
+    result = run(unpacker, "--list", "--sbom", archive)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "pip-installed envunpack" in lines[0]
+    assert result.stdout == ""

@@ -17,7 +17,7 @@ from envpack.archive import Compression
 from envpack.cachedir import DEFAULT_HELP
 from envpack.cliutil import completion_option, new_app
 from envpack.cliutil import main as run_main
-from envpack.errors import EnvpackError
+from envpack.errors import EnvpackError, UsageError
 from envpack.jsonout import document
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.textout import columns
@@ -65,7 +65,8 @@ def main_command(
             "--output",
             metavar="FILE",
             help="Archive to write; '-' writes to stdout. An existing file needs --force. "
-            "[default: environment.tar; environment.sh with --create-executable]",
+            "[default: environment.tar; environment.sh with --create-executable; "
+            "sbom.cdx.json with --sbom-only]",
             show_default=False,
         ),
     ] = None,
@@ -137,6 +138,14 @@ def main_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be packed, download nothing.")
     ] = False,
+    sbom_only: Annotated[
+        bool,
+        typer.Option(
+            "--sbom-only",
+            help="Write only the CycloneDX SBOM of what would be packed, from the lock's "
+            "hashes; no package is downloaded.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")] = False,
@@ -159,12 +168,14 @@ def main_command(
       envpack -p linux-aarch64 -o env-arm.tar # another platform
 
       envpack --dry-run --json                # what would be packed
+
+      envpack --sbom-only -o sbom.json        # its SBOM, without downloading
     """
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
     import rattler
 
     from envpack.fetch import FetchOptions
-    from envpack.pack import PackOptions, pack
+    from envpack.pack import PackOptions, pack, write_sbom
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     try:
@@ -173,7 +184,7 @@ def main_command(
     except ValueError as exc:
         raise EnvpackError(str(exc)) from None
     if output is None:
-        output = "environment.sh" if create_executable else "environment.tar"
+        output = _default_output(sbom_only, create_executable)
     options = PackOptions(
         manifest_path=manifest,
         output=None if output == "-" else Path(output),
@@ -194,10 +205,23 @@ def main_command(
     if dry_run:
         _print_plan(options, reporter, as_json)
         return
+    if sbom_only:
+        if create_executable:
+            raise UsageError("--sbom-only writes no archive: drop --create-executable")
+        data = write_sbom(options, reporter)
+        if not quiet and options.output is not None:
+            print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)
+        return
     if options.output is None and sys.stdout.isatty():
         raise EnvpackError("refusing to write an archive to a terminal; redirect stdout")
     result = pack(options, reporter)
     _print_result(result, as_json, quiet)
+
+
+def _default_output(sbom_only: bool, create_executable: bool) -> str:
+    if sbom_only:
+        return "sbom.cdx.json"
+    return "environment.sh" if create_executable else "environment.tar"
 
 
 def _print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:

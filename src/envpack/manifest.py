@@ -8,10 +8,15 @@ from typing import Any
 
 from envpack import __version__
 from envpack.errors import ArchiveError
-from envpack.models import Artifact, Manifest
+from envpack.models import Artifact, Listed, Manifest
 
-FORMAT_VERSION = 1
+# 2 added sbom.cdx.json, listed in the manifest. Readers of version 1 refuse any member they
+# do not know ("unexpected archive member"), so a new archive must tell them it is newer.
+FORMAT_VERSION = 2
+# Version 1 archives (no SBOM) are still read.
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "envpack.json"
+SBOM_NAME = "sbom.cdx.json"
 PIXI_PACK_NAME = "pixi-pack.json"
 PIXI_PACK_FORMAT = "1"
 # The pixi-pack release whose archive layout we reproduce; pixi-unpack only warns on a mismatch.
@@ -33,6 +38,9 @@ def manifest_to_json(manifest: Manifest) -> bytes:
         "virtual_packages": list(manifest.virtual_packages),
         "artifacts": [artifact_to_json(a) for a in manifest.artifacts],
     }
+    if manifest.sbom is not None:
+        sbom = manifest.sbom
+        doc["sbom"] = {"path": sbom.path, "sha256": sbom.sha256, "size": sbom.size}
     # sort_keys and a fixed indent: the manifest is part of the reproducible archive bytes.
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -63,10 +71,11 @@ def manifest_from_json(data: bytes) -> Manifest:
         raise ArchiveError(f"{MANIFEST_NAME} must be a JSON object")
     version = doc.get("format_version")
     # type() check: JSON true and 1.0 compare equal to 1 but are not version 1.
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise ArchiveError(
             f"archive format version {version!r} is not supported by envpack {__version__} "
-            f"(it reads version {FORMAT_VERSION}); use the envunpack that made it or a newer one"
+            f"(it reads versions {readable}); use the envunpack that made it or a newer one"
         )
     artifacts = doc.get("artifacts")
     if not isinstance(artifacts, list):
@@ -78,15 +87,32 @@ def manifest_from_json(data: bytes) -> Manifest:
     paths = [a.path for a in parsed]
     if len(set(paths)) != len(paths):
         raise ArchiveError(f"{MANIFEST_NAME} lists an artifact path twice")
+    # Version 1 knew no SBOM: there the field is unknown, hence ignored (and the member refused).
+    sbom = _sbom_from_json(doc.get("sbom")) if version >= 2 and "sbom" in doc else None
     return Manifest(
-        format_version=FORMAT_VERSION,
+        format_version=version,
         envpack_version=_str(doc, "envpack_version"),
         platform=_str(doc, "platform"),
         environment=_str(doc, "environment"),
         lock_sha256=_str(doc, "lock_sha256"),
         virtual_packages=tuple(vpkgs),
         artifacts=parsed,
+        sbom=sbom,
     )
+
+
+def _sbom_from_json(doc: object) -> Listed:
+    if not isinstance(doc, dict):
+        raise ArchiveError(f"{MANIFEST_NAME}: 'sbom' must be an object")
+    path, sha256, size = doc.get("path"), doc.get("sha256"), doc.get("size")
+    # One fixed name: the manifest cannot make the reader treat another member as the SBOM.
+    if path != SBOM_NAME:
+        raise ArchiveError(f"{MANIFEST_NAME}: the SBOM must be {SBOM_NAME!r}, not {path!r}")
+    if not isinstance(sha256, str) or not _HEX64.fullmatch(sha256):
+        raise ArchiveError(f"{MANIFEST_NAME}: the SBOM lacks a valid sha256")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ArchiveError(f"{MANIFEST_NAME}: the SBOM lacks a valid size")
+    return Listed(path=path, sha256=sha256, size=size)
 
 
 def _str(doc: dict[str, Any], key: str) -> str:

@@ -12,6 +12,20 @@ CHANNEL_DIR = "channel"
 PYPI_DIR = "pypi"
 
 
+def is_repodata_path(name: str) -> bool:
+    """`channel/<subdir>/repodata.json`."""
+    parts = name.split("/")
+    return len(parts) == 3 and parts[0] == CHANNEL_DIR and parts[2] == "repodata.json"
+
+
+def is_artifact_path(name: str) -> bool:
+    """`channel/<subdir>/<package>.conda|.tar.bz2` or `pypi/<wheel>.whl`."""
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == CHANNEL_DIR:
+        return parts[2].endswith((".conda", ".tar.bz2"))
+    return len(parts) == 2 and parts[0] == PYPI_DIR and parts[1].endswith(".whl")
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One file shipped in the archive: a conda package or a wheel."""
@@ -48,6 +62,8 @@ class Download:
     # The repodata record as JSON fields, kept so the archive's repodata.json carries the
     # lock's (possibly patched) metadata rather than what the package file claims.
     record: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # Added with --inject rather than taken from the lock (the SBOM says so).
+    injected: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,15 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Listed:
+    """A non-artifact member the manifest vouches for (the SBOM): where, how big, its sha256."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The archive's `envpack.json`."""
 
@@ -76,6 +101,7 @@ class Manifest:
     lock_sha256: str
     virtual_packages: tuple[str, ...]
     artifacts: tuple[Artifact, ...]
+    sbom: Listed | None = None
 
     def artifact_for(self, path: str) -> Artifact | None:
         return self._by_path.get(path)

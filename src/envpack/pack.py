@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -24,12 +25,14 @@ from envpack.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     PIXI_PACK_NAME,
+    SBOM_NAME,
     manifest_to_json,
     pixi_pack_json,
 )
-from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
+from envpack.models import CHANNEL_DIR, Artifact, Download, Listed, Manifest, Plan
 from envpack.output import HashingWriter, atomic_output, check_output
 from envpack.progress import Bar, Reporter
+from envpack.sbom import Subject, plan_items, sbom_json
 from envpack.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
 from envpack.urls import apply_mirrors
 from envpack.wheelcheck import check_plan_wheels, injected_wheel
@@ -76,7 +79,8 @@ def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
     for warning in warnings:
         reporter.warn(warning)
     if options.inject:
-        plan = _inject(plan, [_injected(p) for p in options.inject], reporter)
+        injected = [replace(_injected(p), injected=True) for p in options.inject]
+        plan = _inject(plan, injected, reporter)
     _check_subdirs(plan)
     check_plan_wheels(plan)
     return plan
@@ -104,7 +108,10 @@ def pack(
             fetched = fetcher.fetch_all(mirrored)
         except OSError as exc:  # the fetcher's own reads and writes are of the cache
             raise output_error(cache, exc, "writing the download cache") from None
-        manifest = _manifest(plan, fetched)
+        artifacts = _shipped(fetched)
+        # From the verified downloads' hashes: the SBOM states what the archive holds.
+        sbom = sbom_json(plan_items(plan, artifacts), _subject(plan))
+        manifest = _manifest(plan, artifacts, sbom)
         reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
         offset = 0
         if unpacker is not None:
@@ -114,7 +121,7 @@ def pack(
         payload = HashingWriter(out)
         bar = reporter.bar("write", sum(f.size for f in fetched), "B")
         try:
-            _write_archive(payload, plan, fetched, manifest, options, bar)
+            _write_archive(payload, plan, fetched, manifest, sbom, options, bar)
         finally:
             bar.close()
         if unpacker is not None:
@@ -138,14 +145,31 @@ def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path
     return found
 
 
+def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
+    """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
+    downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
+    plan = make_plan(options, reporter)
+    check_output(options.output, _inputs(options, None), force=options.force)
+    unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
+    if unhashed:
+        reporter.warn(
+            f"{len(unhashed)} artifacts have no sha256 in the lock and are listed without one "
+            f"(e.g. {unhashed[0]}); a packed archive's SBOM has the hash of what it ships"
+        )
+    sbom = sbom_json(plan_items(plan), _subject(plan))
+    with atomic_output(options.output) as out:
+        out.write(sbom)
+        out.flush()
+    return sbom
+
+
 def _unpacker(options: PackOptions) -> Path | None:
     if not options.create_executable:
         if options.unpacker is not None:
             raise UsageError("--unpacker only makes sense with --create-executable")
         return None
     search = [Path(p) for p in os.environ.get("ENVPACK_UNPACKER_DIR", "").split(":") if p]
-    # From a source checkout, scripts/build-unpacker's output sits in dist/ at the root.
-    search += [Path(__file__).resolve().parents[2] / "dist", Path.cwd() / "dist"]
+    search.append(Path.cwd() / "dist")  # where scripts/build-unpacker puts it
     return find_unpacker(options.platform, options.unpacker, search)
 
 
@@ -234,11 +258,19 @@ def _check_subdirs(plan: Plan) -> None:
 # --- the archive -------------------------------------------------------------------------------
 
 
-def _manifest(plan: Plan, fetched: list[Fetched]) -> Manifest:
-    artifacts = tuple(
+def _shipped(fetched: list[Fetched]) -> tuple[Artifact, ...]:
+    return tuple(
         replace(f.artifact, sha256=f.sha256, size=f.size)
         for f in sorted(fetched, key=lambda f: f.artifact.path)
     )
+
+
+def _subject(plan: Plan) -> Subject:
+    return Subject(plan.environment, plan.platform, plan.lock_sha256)
+
+
+def _manifest(plan: Plan, artifacts: tuple[Artifact, ...], sbom: bytes) -> Manifest:
+    listed = Listed(SBOM_NAME, hashlib.sha256(sbom).hexdigest(), len(sbom))
     return Manifest(
         format_version=FORMAT_VERSION,
         envpack_version=__version__,
@@ -247,6 +279,7 @@ def _manifest(plan: Plan, fetched: list[Fetched]) -> Manifest:
         lock_sha256=plan.lock_sha256,
         virtual_packages=plan.virtual_packages,
         artifacts=artifacts,
+        sbom=listed,
     )
 
 
@@ -296,6 +329,7 @@ def _write_archive(
     plan: Plan,
     fetched: list[Fetched],
     manifest: Manifest,
+    sbom: bytes,
     options: PackOptions,
     bar: Bar,
 ) -> None:
@@ -304,6 +338,8 @@ def _write_archive(
         writer.add_bytes(MANIFEST_NAME, manifest_to_json(manifest))
         writer.add_bytes(PIXI_PACK_NAME, pixi_pack_json(plan.platform))
         writer.add_bytes(ENVIRONMENT_YML, environment_yml(plan))
+        # Before the packages, so `envunpack --list --sbom` stops reading early.
+        writer.add_bytes(SBOM_NAME, sbom)
         for name, data in sorted(repodata(plan, fetched).items()):
             writer.add_bytes(name, data)
         for item in sorted(fetched, key=lambda f: f.artifact.path):

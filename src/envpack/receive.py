@@ -20,9 +20,16 @@ from envpack.hostcheck import (
     host_platform,
     host_virtual_packages,
 )
-from envpack.manifest import MANIFEST_NAME, PIXI_PACK_NAME, manifest_from_json, pixi_pack_platform
-from envpack.models import CHANNEL_DIR, PYPI_DIR, Manifest
+from envpack.manifest import (
+    MANIFEST_NAME,
+    PIXI_PACK_NAME,
+    SBOM_NAME,
+    manifest_from_json,
+    pixi_pack_platform,
+)
+from envpack.models import PYPI_DIR, Manifest, is_artifact_path, is_repodata_path
 from envpack.progress import Bar, Reporter
+from envpack.sbomread import verify as verify_sbom
 
 METADATA_LIMIT = 64 << 20  # repodata.json of a huge env is a few MB; more is an attack
 ENVIRONMENT_YML = "environment.yml"
@@ -38,6 +45,7 @@ class Received:
     repodata: dict[str, bytes] = field(default_factory=dict)
     packages: dict[str, tuple[Path | None, str]] = field(default_factory=dict)  # → file, sha256
     wheels: dict[str, Path | None] = field(default_factory=dict)
+    sbom: bytes | None = None
 
 
 class Reader:
@@ -68,7 +76,7 @@ class Reader:
                 got.platform = platform
             elif got.manifest is None and member.name == ENVIRONMENT_YML:
                 _read_small(member)
-            elif got.manifest is None and _is_repodata(member.name):
+            elif got.manifest is None and is_repodata_path(member.name):
                 _accept_repodata(got, member)
             else:
                 self._pending = member
@@ -93,9 +101,12 @@ class Reader:
             for member in self._remaining():
                 if member.name == ENVIRONMENT_YML:
                     _read_small(member)
-                elif _is_repodata(member.name):
+                elif is_repodata_path(member.name):
                     _accept_repodata(got, member)
-                elif is_artifact(member.name):
+                elif member.name == SBOM_NAME and manifest is not None and manifest.sbom:
+                    # Only where the manifest lists it; anywhere else it is unexpected.
+                    got.sbom = verify_sbom(member, manifest.sbom)
+                elif is_artifact_path(member.name):
                     dest = into / member.name if into is not None else None
                     digest = _store(member, dest, manifest, bar)
                     if member.name.startswith(PYPI_DIR + "/"):
@@ -116,6 +127,8 @@ class Reader:
                 raise ArchiveError(
                     f"archive is missing {len(missing)} artifacts, e.g. {missing[0]}"
                 )
+            if manifest.sbom is not None and got.sbom is None:
+                raise ArchiveError(f"archive is missing {SBOM_NAME}, which its manifest lists")
         return got
 
     def _remaining(self) -> Iterator[Member]:
@@ -133,7 +146,7 @@ def read_manifest(source: BinaryIO) -> Manifest | dict[str, object]:
         return got.manifest
     artifacts: list[dict[str, object]] = []
     for member in reader._remaining():
-        if is_artifact(member.name):
+        if is_artifact_path(member.name):
             artifacts.append({"path": member.name, "size": member.size})
         _drain(member)
     return {"format": "pixi-pack", "platform": got.platform, "artifacts": artifacts}
@@ -181,18 +194,6 @@ def _store(member: Member, dest: Path | None, manifest: Manifest | None, bar: Ba
             "the archive is corrupt or was tampered with"
         )
     return digest
-
-
-def _is_repodata(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 3 and parts[0] == CHANNEL_DIR and parts[2] == "repodata.json"
-
-
-def is_artifact(name: str) -> bool:
-    parts = name.split("/")
-    if len(parts) == 3 and parts[0] == CHANNEL_DIR:
-        return parts[2].endswith((".conda", ".tar.bz2"))
-    return len(parts) == 2 and parts[0] == PYPI_DIR and parts[1].endswith(".whl")
 
 
 def _read_small(member: Member) -> bytes:

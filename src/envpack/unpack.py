@@ -17,10 +17,12 @@ from envpack.activation import SHELLS, activation_scripts, script_names
 from envpack.errors import OutputError, UsageError, output_error
 from envpack.install import check_wheels, compile_env, link, records, write_history
 from envpack.interrupt import uninterruptible
+from envpack.manifest import SBOM_NAME
 from envpack.models import Manifest
 from envpack.pkgcheck import check_entries, check_symlinks, package_entries
 from envpack.progress import Reporter
 from envpack.receive import Reader, Received, read_manifest
+from envpack.sbomread import is_our_sbom, write_copy
 from envpack.staging import (
     clean_abandoned,
     ensure_dir,
@@ -53,6 +55,7 @@ class UnpackResult:
     manifest: Manifest | None
     packages: int
     wheels: int
+    sbom: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> Unpa
             path = out_dir / name
             if non_empty(path) and not _ours(path, target):
                 raise OutputError(f"{path} already exists; pass --force to replace it")
+        sbom = out_dir / SBOM_NAME
+        if non_empty(sbom) and not is_our_sbom(sbom):
+            raise OutputError(f"{sbom} already exists; pass --force to replace it")
     reader = Reader(source)
     reader.head()  # before anything exists at the destination
     created = ensure_dir(out_dir)
@@ -148,7 +154,8 @@ def _unpack_into(
     with uninterruptible():  # the swap and the scripts happen whole or not at all
         _move_into_place(prefix, target, staging)
         scripts = _write_scripts(target, options.shell, platform)
-    return UnpackResult(target, scripts, platform, got.manifest, len(chosen), len(got.wheels))
+        sbom = write_copy(target.parent, got.sbom)
+    return UnpackResult(target, scripts, platform, got.manifest, len(chosen), len(got.wheels), sbom)
 
 
 def _move_into_place(prefix: Path, target: Path, staging: Path) -> None:
@@ -196,6 +203,11 @@ def describe(manifest: Manifest | dict[str, object]) -> dict[str, object]:
             "platform": manifest.platform,
             "environment": manifest.environment,
             "virtual_packages": list(manifest.virtual_packages),
+            "sbom": (
+                {"path": manifest.sbom.path, "sha256": manifest.sbom.sha256}
+                if manifest.sbom is not None
+                else None
+            ),
             "artifacts": manifest.artifacts,
         }
     return {"environment": None, "virtual_packages": [], **manifest}

@@ -99,6 +99,14 @@ def main_command(
             "and write nothing; exit 0 if the archive is good.",
         ),
     ] = False,
+    sbom: Annotated[
+        bool,
+        typer.Option(
+            "--sbom",
+            help="With --list: print the archive's CycloneDX SBOM, verified against its "
+            "manifest (for a pixi-pack archive, one made from its repodata).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")] = False,
@@ -123,10 +131,16 @@ def main_command(
 
       envunpack --list env.tar         # what is inside
 
+      envunpack --list --sbom env.tar  # its CycloneDX SBOM, verified
+
       cat env.tar | envunpack - -o /app
     """
     if list_only and check_only:
         raise UsageError("--list and --check exclude each other; --check also lists with --json")
+    if sbom and not list_only:
+        raise UsageError(
+            "--sbom only works with --list; an unpacked env gets its SBOM beside activate.sh"
+        )
     from envpack.certs import ensure_ca_certificates
 
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
@@ -135,6 +149,9 @@ def main_command(
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     with _ArchiveSource(archive) as source:
+        if sbom:
+            _print_sbom(source)
+            return
         if list_only:
             _print_listing(unpack.describe(unpack.read_manifest(source)), as_json)
             return
@@ -162,6 +179,7 @@ def main_command(
                 scripts=[str(p) for p in result.scripts],
                 packages=result.packages,
                 wheels=result.wheels,
+                sbom=str(result.sbom) if result.sbom else None,
             )
         )
     elif not quiet:
@@ -248,6 +266,20 @@ class _ArchiveSource:
             self._file.close()
 
 
+def _print_sbom(source: BinaryIO) -> None:
+    from envpack.sbomread import read_sbom
+
+    got = read_sbom(source)
+    if got.generated:
+        print(
+            "note: this pixi-pack archive has no SBOM; this one was made from its repodata",
+            file=sys.stderr,
+        )
+    # The bytes as verified, so the output's sha256 is the one the manifest lists.
+    sys.stdout.buffer.write(got.data)
+    sys.stdout.buffer.flush()
+
+
 def _print_listing(doc: dict[str, Any], as_json: bool) -> None:
     artifacts = doc.pop("artifacts")
     if as_json:
@@ -269,9 +301,11 @@ def _print_listing(doc: dict[str, Any], as_json: bool) -> None:
         typer.echo(f"  {line}")
     total = sum(_size_of(a) for a in artifacts)
     needs = [v for v in doc.get("virtual_packages", []) if str(v).startswith("__glibc")]
+    sbom = doc.get("sbom")
     typer.echo(
         f"{len(artifacts)} artifacts, {_mb(total)}"
         + (f"; needs {', '.join(needs)}" if needs else "")
+        + (f"; SBOM {sbom['path']} (see --list --sbom)" if isinstance(sbom, dict) else "")
     )
     # --list trusts the manifest and reads nothing else: a cut archive still lists.
     typer.echo("not verified: run `envunpack --check` to check every hash", err=True)

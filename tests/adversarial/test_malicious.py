@@ -258,6 +258,22 @@ def _unlisted_artifact(entries: list[Entry], ws: Workspace) -> list[Entry]:
     return craft.insert_after(entries, HELLO, extra)
 
 
+def _tampered_sbom(entries: list[Entry], ws: Workspace) -> list[Entry]:
+    target = craft.find(entries, "sbom.cdx.json")
+    data = bytearray(target.data)
+    data[len(data) // 2] ^= 0x01  # same size: only the manifest's sha256 can tell
+    target.data = bytes(data)
+    return entries
+
+
+def _unlisted_sbom(entries: list[Entry], ws: Workspace) -> list[Entry]:
+    def edit(doc: dict[str, object]) -> None:
+        del doc["sbom"]
+
+    craft.edit_json(entries, craft.MANIFEST, edit)
+    return entries
+
+
 def _manifest_not_first(entries: list[Entry], ws: Workspace) -> list[Entry]:
     manifest = craft.find(entries, craft.MANIFEST)
     rest = [e for e in entries if e is not manifest]
@@ -404,8 +420,10 @@ CASES: dict[str, Case] = {
     "manifest-omits-present": Case(_built(_unlisted_artifact), ("not in the manifest",)),
     "manifest-not-first": Case(_built(_manifest_not_first), ("first member",)),
     "manifest-future-format": Case(
-        _manifest_edit(lambda d: d.update(format_version=2)), ("format version",)
+        _manifest_edit(lambda d: d.update(format_version=3)), ("format version",)
     ),
+    "sbom-tampered": Case(_built(_tampered_sbom), ("sbom.cdx.json", "does not match")),
+    "sbom-unlisted": Case(_built(_unlisted_sbom), ("unexpected archive member",)),
     "manifest-escaping-path": Case(
         _artifact_edit(HELLO, path="channel/../../escape.conda"), ("not allowed",)
     ),
