@@ -12,9 +12,11 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -299,3 +301,81 @@ def test_frozen_pixi_pack_sbom_says_to_use_the_pip_installed_envunpack(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "pip-installed envunpack" in lines[0]
     assert result.stdout == ""
+
+
+# --- issue 14 in the frozen build: the same look, signals, cut self-extracting files ---------
+
+
+@pytest.mark.slow
+def test_frozen_help_is_the_venv_help(unpacker: Path) -> None:
+    """One look for both builds: plain click help, the same text."""
+    env = {**os.environ, "COLUMNS": "80"}
+    frozen = subprocess.run([unpacker, "--help"], capture_output=True, text=True, env=env)
+    venv = subprocess.run(
+        [Path(sys.executable).parent / "envunpack", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert frozen.returncode == venv.returncode == 0
+    assert frozen.stdout == venv.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_frozen_signal_mid_unpack_leaves_no_staging(
+    unpacker: Path, archives: dict[str, Path], tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """`docker stop` sends SIGTERM to the outer (staticx) process: the inner one cleans up."""
+    out = tmp_path / "app"
+    data = archives["none"].read_bytes()
+    proc = subprocess.Popen(
+        [str(unpacker), "-", "-o", str(out), "-q"], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(data[: len(data) // 2])
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".envpack-staging-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(out.glob(".envpack-staging-*")), "the unpack never started staging"
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == code
+    assert proc.stderr.read().decode().strip().splitlines()[-1] == "error: interrupted"
+    assert not out.exists()
+    proc.stdin.close()
+
+
+@pytest.mark.slow
+def test_frozen_cut_self_extracting_file_says_how_long_it_should_be(
+    unpacker: Path, archives: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.clirun import run_cli
+
+    run_file = tmp_path / "env.run"
+    packed = run_cli(
+        "envpack",
+        archives["project"],
+        "-o",
+        run_file,
+        "--create-executable",
+        "--unpacker",
+        unpacker,
+        "-q",
+        "--cache",
+        archives["zstd"].parent / "cache",
+    )
+    assert packed.returncode == 0, packed.stderr.decode()
+    whole = run_file.stat().st_size
+    help_text = run(run_file, "--help").stdout
+    assert "carries its archive built in" in help_text and "./env.run -o DIR" in help_text
+    keep = unpacker.stat().st_size + (whole - unpacker.stat().st_size) // 2
+    cut = tmp_path / "cut.run"
+    cut.write_bytes(run_file.read_bytes()[:keep])
+    cut.chmod(0o755)
+    result = run(cut, "-o", tmp_path / "dest")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    expected = f"cut.run is truncated: it has {keep} bytes, a complete file has {whole}"
+    assert last == f"error: {expected}; copy it again"
+    assert not (tmp_path / "dest").exists()
