@@ -4,7 +4,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.venv"
-# Debian's own interpreter: pyenv builds carry DT_RUNPATH, which staticx refuses (DESIGN §5).
+# Debian's own interpreter: pyenv builds carry DT_RUNPATH, which staticx refuses (docs/architecture.md, "Facts").
 BASE_PYTHON="${ENVPACK_BASE_PYTHON:-/usr/bin/python3}"
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -37,7 +37,7 @@ BACKEND_ENV = "ENVPACK_CONTAINER_BACKEND"
 IMAGE_REPOSITORY = "envpack-test/debian"
 
 # The environment every command starts with. Nothing from the host leaks in: the host
-# exports certificate variables that would hide a missing CA bundle (DESIGN.md §5).
+# exports certificate variables that would hide a missing CA bundle (docs/architecture.md, "Facts").
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLEAN_ENV = {"PATH": CLEAN_PATH, "HOME": "/root"}
 
