@@ -122,6 +122,14 @@ def _resolve(argv: list[str], world: dict[str, str]) -> list[str]:
     return [world.get(a, a) for a in argv]
 
 
+def _judge(code: int, err: str, args: list[str], env: dict[str, str]) -> None:
+    event(f"exit {code}")
+    assert code != EXIT_INTERNAL, (args, env, err)
+    assert "Traceback" not in err, (args, err)
+    if code != 0:
+        assert err.strip().splitlines()[-1].startswith("error: "), (args, err)
+
+
 FUZZ = settings(
     max_examples=60,
     deadline=None,
@@ -148,12 +156,7 @@ def test_envpack_never_fails_internally(
     args = [world[lead], *_resolve(argv, world), "--retries", "1"]
     with _environment(env, world):
         code = run(app, args, prog="envpack")
-    err = capsys.readouterr().err
-    event(f"exit {code}")
-    assert code != EXIT_INTERNAL, (args, env, err)
-    assert "Traceback" not in err, (args, err)
-    if code != 0:
-        assert err.strip().splitlines()[-1].startswith("error: "), (args, err)
+    _judge(code, capsys.readouterr().err, args, env)
 
 
 @FUZZ
@@ -176,9 +179,4 @@ def test_envunpack_never_fails_internally(
         args += ["-o", world["NEW"]]
     with _environment(env, world):
         code = run(app, args, prog="envunpack")
-    err = capsys.readouterr().err
-    event(f"exit {code}")
-    assert code != EXIT_INTERNAL, (args, env, err)
-    assert "Traceback" not in err, (args, err)
-    if code != 0:
-        assert err.strip().splitlines()[-1].startswith("error: "), (args, err)
+    _judge(code, capsys.readouterr().err, args, env)

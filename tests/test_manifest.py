@@ -473,7 +473,7 @@ def test_pixi_pack_round_trip(platform: str) -> None:
     data = pixi_pack_json(platform)
     assert pixi_pack_platform(data) == platform
     doc = json.loads(data)
-    # The interop contract (docs/architecture.md, "Facts"): version is the string "1", and these three keys.
+    # The interop contract (docs/architecture.md): version is the string "1", and these 3 keys.
     assert doc["version"] == "1"
     assert set(doc) == {"version", "pixi-pack-version", "platform"}
     assert isinstance(doc["pixi-pack-version"], str)

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -327,23 +326,11 @@ def test_frozen_signal_mid_unpack_leaves_no_staging(
     unpacker: Path, archives: dict[str, Path], tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
     """`docker stop` sends SIGTERM to the outer (staticx) process: the inner one cleans up."""
+    from tests.clirun import interrupt_mid_pipe
+
     out = tmp_path / "app"
-    data = archives["none"].read_bytes()
-    proc = subprocess.Popen(
-        [str(unpacker), "-", "-o", str(out), "-q"], stdin=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdin is not None and proc.stderr is not None
-    proc.stdin.write(data[: len(data) // 2])
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while not list(out.glob(".envpack-staging-*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(out.glob(".envpack-staging-*")), "the unpack never started staging"
-    proc.send_signal(sig)
-    assert proc.wait(timeout=30) == code
-    assert proc.stderr.read().decode().strip().splitlines()[-1] == "error: interrupted"
+    assert interrupt_mid_pipe(unpacker, archives["none"], out, sig) == (code, "error: interrupted")
     assert not out.exists()
-    proc.stdin.close()
 
 
 @pytest.mark.slow

@@ -105,7 +105,8 @@ def run() -> None:
     if hasattr(sys, "_MEIPASS"):
         restore_child_environment(os.environ)
 
-    # Before rattler is imported: it panics on a host without CA certificates (docs/architecture.md, "Facts").
+    # Before rattler is imported: it panics on a host without CA certificates
+    # (docs/architecture.md, "Facts").
     from envpack.certs import ensure_ca_certificates
 
     ensure_ca_certificates()

@@ -1,8 +1,8 @@
 """Give rattler a CA bundle on hosts that have none.
 
 `rattler.install` panics ("No CA certificates were loaded") on a system without CA
-certificates, even when it only reads local files (docs/architecture.md, "Facts"). Bare targets such as a
-minbase Debian or an empty root have none, so we point `SSL_CERT_FILE` at the bundled
+certificates, even when it only reads local files (docs/architecture.md, "Facts"). Bare
+targets such as a minbase Debian or an empty root have none, so we point `SSL_CERT_FILE` at the bundled
 certifi file before rattler is imported. A host that has its own CAs keeps them.
 """
 
