@@ -2,8 +2,9 @@
 
 `rattler.install` panics ("No CA certificates were loaded") on a system without CA
 certificates, even when it only reads local files (docs/architecture.md, "Facts"). Bare
-targets such as a minbase Debian or an empty root have none, so we point `SSL_CERT_FILE` at the bundled
-certifi file before rattler is imported. A host that has its own CAs keeps them.
+targets such as a minbase Debian or an empty root have none, so we point `SSL_CERT_FILE`
+at the bundled certifi file before rattler is imported. A host that has its own CAs keeps
+them.
 """
 
 import importlib.util
