@@ -33,6 +33,7 @@ BANNED = (
     "envpack.fetch",
     "envpack.lockfile",
     "envpack.wheelcheck",
+    "envpack.prefix",
     "urllib3",
     "requests",
     "docker",

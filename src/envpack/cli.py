@@ -69,7 +69,9 @@ def main_command(
     cache: Annotated[
         Path | None,
         typer.Option(
-            help="Download cache; every hit is verified again. [default: ~/.cache/envpack]"
+            "--cache",
+            "--use-cache",
+            help="Download cache; every hit is verified again. [default: ~/.cache/envpack]",
         ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel downloads.")] = 8,
@@ -120,6 +122,18 @@ def main_command(
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
+    prefix: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pack this installed environment (conda-meta/ is read) instead of a lock. "
+            "Package files come from package caches (--use-cache, conda/mamba/pixi's) or "
+            "are downloaded again."
+        ),
+    ] = None,
+    ignore_pip_installed: Annotated[
+        bool,
+        typer.Option(help="With --prefix: leave out pip-installed packages, with a warning."),
+    ] = False,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
 
@@ -136,8 +150,6 @@ def main_command(
       envpack --dry-run --json                # what would be packed
     """
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
-    import rattler
-
     from envpack.fetch import FetchOptions
     from envpack.pack import PackOptions, pack
 
@@ -151,7 +163,7 @@ def main_command(
         manifest_path=manifest,
         output=None if output == "-" else Path(output),
         environment=environment,
-        platform=platform or str(rattler.Subdir.current()),
+        platform=platform,
         compression=compression,
         level=level,
         cache_dir=cache or _default_cache(),
@@ -162,6 +174,9 @@ def main_command(
         fetch=FetchOptions(concurrency=concurrency, attempts=retries, timeout=timeout),
         create_executable=create_executable,
         unpacker=unpacker,
+        prefix=prefix,
+        ignore_pip_installed=ignore_pip_installed,
+        package_caches=(cache,) if cache is not None else (),
     )
     if dry_run:
         _print_plan(options, reporter, as_json)

@@ -31,6 +31,7 @@ from envpack.manifest import (
     pixi_pack_json,
 )
 from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
+from envpack.prefix import default_caches, plan_prefix
 from envpack.progress import Reporter
 from envpack.selfextract import find_unpacker, trailer
 from envpack.urls import apply_mirrors
@@ -44,7 +45,8 @@ class PackOptions:
     manifest_path: Path
     output: Path | None  # None writes to stdout
     environment: str = "default"
-    platform: str = field(default_factory=lambda: str(rattler.Subdir.current()))
+    # None: the host's for a lock, the prefix's own for --prefix.
+    platform: str | None = None
     compression: Compression = "zstd"
     level: int = DEFAULT_LEVEL
     cache_dir: Path = Path(".envpack-cache")
@@ -55,6 +57,9 @@ class PackOptions:
     fetch: FetchOptions = field(default_factory=FetchOptions)
     create_executable: bool = False
     unpacker: Path | None = None
+    prefix: Path | None = None  # pack this installed environment instead of a lock
+    ignore_pip_installed: bool = False
+    package_caches: Sequence[Path] = ()  # searched for a prefix's package files first
 
 
 @dataclass(frozen=True)
@@ -67,28 +72,45 @@ class PackResult:
 
 def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
     """Read the lock, add injected packages, and check the result is shippable."""
-    lock = find_lock(options.manifest_path)
-    plan, warnings = plan_lock(
-        lock,
-        options.environment,
-        options.platform,
-        ignore_pypi_non_wheel=options.ignore_pypi_non_wheel,
-    )
+    return _planned(options, reporter)[0]
+
+
+def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetched]]:
+    """The plan, plus the package files a prefix's package caches already hold, verified."""
+    local: list[Fetched] = []
+    if options.prefix is not None:
+        caches = [*options.package_caches, *default_caches(options.prefix, os.environ, Path.home())]
+        found = plan_prefix(
+            options.prefix,
+            options.platform,
+            caches,
+            ignore_pip_installed=options.ignore_pip_installed,
+        )
+        plan, warnings, local = found.plan, list(found.warnings), list(found.local)
+    else:
+        lock = find_lock(options.manifest_path)
+        plan, warnings = plan_lock(
+            lock,
+            options.environment,
+            options.platform or str(rattler.Subdir.current()),
+            ignore_pypi_non_wheel=options.ignore_pypi_non_wheel,
+        )
     for warning in warnings:
         reporter.warn(warning)
     if options.inject:
         plan = _inject(plan, [_injected(p) for p in options.inject], reporter)
     _check_subdirs(plan)
     check_plan_wheels(plan)
-    return plan
+    kept = {d.artifact.path for d in plan.downloads}
+    return plan, [f for f in local if f.artifact.path in kept]
 
 
 def pack(
     options: PackOptions, reporter: Reporter, http: urllib3.PoolManager | None = None
 ) -> PackResult:
-    plan = make_plan(options, reporter)
+    plan, local = _planned(options, reporter)
     _check_output_dir(options.output)
-    unpacker = _unpacker(options)
+    unpacker = _unpacker(options, plan.platform)
     fetcher = Fetcher(
         Cache(options.cache_dir),
         http or default_http(),
@@ -96,9 +118,16 @@ def pack(
         options.fetch,
         Credentials.load(options.auth_file),
     )
-    mirrored = [replace(d, url=apply_mirrors(d.url, options.mirrors)) for d in plan.downloads]
+    have = {f.artifact.path for f in local}
+    mirrored = [
+        replace(d, url=apply_mirrors(d.url, options.mirrors))
+        for d in plan.downloads
+        if d.artifact.path not in have
+    ]
+    if local:
+        reporter.info(f"{len(local)} package files found in package caches")
     reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
-    fetched = fetcher.fetch_all(mirrored)
+    fetched = [*fetcher.fetch_all(mirrored), *local]
     manifest = _manifest(plan, fetched)
     reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
     with _atomic_output(options.output, executable=unpacker is not None) as (out, hasher):
@@ -111,7 +140,7 @@ def pack(
     return PackResult(options.output, manifest, hasher.hexdigest(), hasher.size)
 
 
-def _unpacker(options: PackOptions) -> Path | None:
+def _unpacker(options: PackOptions, platform: str) -> Path | None:
     if not options.create_executable:
         if options.unpacker is not None:
             raise EnvpackError("--unpacker only makes sense with --create-executable")
@@ -119,7 +148,7 @@ def _unpacker(options: PackOptions) -> Path | None:
     search = [Path(p) for p in os.environ.get("ENVPACK_UNPACKER_DIR", "").split(":") if p]
     # From a source checkout, scripts/build-unpacker's output sits in dist/ at the root.
     search += [Path(__file__).resolve().parents[2] / "dist", Path.cwd() / "dist"]
-    return find_unpacker(options.platform, options.unpacker, search)
+    return find_unpacker(platform, options.unpacker, search)
 
 
 def _copy_into(source: Path, out: BinaryIO) -> int:
