@@ -190,3 +190,22 @@ def test_unknown_option(tmp_path: Path) -> None:
 )
 def test_bad_option_values(tmp_path: Path, args: list[str]) -> None:
     _assert_one_error_line(_run(tmp_path, "--dry-run", *args, home=tmp_path))
+
+
+@pytest.mark.parametrize("manifest", ["pixi.toml", "pyproject.toml", "."])
+def test_manifest_means_the_lock_beside_it(
+    tmp_path: Path, fixture_project: Path, manifest: str
+) -> None:
+    if manifest != ".":
+        (fixture_project / manifest).write_text("[workspace]\nname = 'fixture'\n")
+    by_lock = _run(fixture_project / "pixi.lock", "--dry-run", "--json", home=tmp_path)
+    by_manifest = _run(fixture_project / manifest, "--dry-run", "--json", home=tmp_path)
+    assert by_lock.returncode == 0, by_lock.stderr
+    assert by_manifest.returncode == 0, by_manifest.stderr
+    assert json.loads(by_manifest.stdout) == json.loads(by_lock.stdout)
+
+
+def test_manifest_without_a_lock(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    line = _assert_one_error_line(_run(tmp_path / "pyproject.toml", "--dry-run", home=tmp_path))
+    assert line == f"error: no pixi.lock next to {tmp_path / 'pyproject.toml'}; run `pixi lock`"

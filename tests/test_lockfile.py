@@ -274,3 +274,19 @@ def test_unreadable_lock_is_a_lock_error(tmp_path: Path) -> None:
     lock.mkdir()  # exists, but cannot be read as a file
     with pytest.raises(LockError):
         plan_lock(lock, "default", "linux-64")
+
+
+@pytest.mark.parametrize("manifest", ["pixi.toml", "pyproject.toml"])
+def test_find_lock_beside_a_manifest(tmp_path: Path, manifest: str) -> None:
+    (tmp_path / manifest).write_text("[project]\nname = 'x'\n")
+    with pytest.raises(LockError) as info:
+        find_lock(tmp_path / manifest)
+    assert str(info.value) == f"no pixi.lock next to {tmp_path / manifest}; run `pixi lock`"
+    (tmp_path / LOCK_NAME).write_text("version: 6\n")
+    assert find_lock(tmp_path / manifest) == tmp_path / LOCK_NAME
+
+
+def test_find_lock_missing_manifest(tmp_path: Path) -> None:
+    (tmp_path / LOCK_NAME).write_text("version: 6\n")
+    with pytest.raises(LockError, match="no manifest at"):
+        find_lock(tmp_path / "pixi.toml")

@@ -47,7 +47,9 @@ def _pixi_config_files() -> list[Path]:
 def main_command(
     manifest: Annotated[
         Path,
-        typer.Argument(help="pixi.lock, or the project directory that holds it."),
+        typer.Argument(
+            help="pixi.lock, the pixi.toml or pyproject.toml beside it, or their directory."
+        ),
     ] = Path(),
     environment: Annotated[
         str, typer.Option("-e", "--environment", help="Environment of the lock to pack.")

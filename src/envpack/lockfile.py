@@ -15,12 +15,21 @@ from envpack.models import Artifact, Download, Plan
 from envpack.urls import redact
 
 LOCK_NAME = "pixi.lock"
+MANIFEST_NAMES = ("pixi.toml", "pyproject.toml")
 # Fields a repodata.json entry may not carry: they describe where a file was found.
 _LOCATION_FIELDS = ("fn", "url", "channel")
 
 
 def find_lock(path: Path) -> Path:
-    """Accept a lock file, or a project directory holding `pixi.lock`."""
+    """Accept a lock file, a project directory holding `pixi.lock`, or a manifest beside it."""
+    if path.name in MANIFEST_NAMES and not path.is_dir():
+        # pixi-pack takes the manifest, as pixi does; the lock beside it is what we read.
+        if not path.is_file():
+            raise LockError(f"no manifest at {path}: pass a pixi.toml, pyproject.toml or pixi.lock")
+        lock = path.parent / LOCK_NAME
+        if not lock.is_file():
+            raise LockError(f"no {LOCK_NAME} next to {path}; run `pixi lock`")
+        return lock
     lock = path / LOCK_NAME if path.is_dir() else path
     if not lock.is_file():
         raise LockError(f"no lock file at {lock}: run `pixi lock` first, or pass the lock's path")

@@ -23,15 +23,9 @@ from envpack.models import Download, Plan
 META_DIR = "conda-meta"
 # A prefix record's fields that describe this install, not the package: a repodata.json
 # entry built from them would differ from the channel's.
-_INSTALL_FIELDS = (
-    "extracted_package_dir",
-    "package_tarball_full_path",
-    "files",
-    "paths_data",
-    "link",
-    "requested_spec",
-    "requested_specs",
-    "auth",
+_INSTALL_FIELDS = frozenset(
+    "extracted_package_dir package_tarball_full_path files paths_data link requested_spec "
+    "requested_specs auth".split()
 )
 _SHOWN = 10
 _CHUNK = 1 << 20
@@ -142,10 +136,7 @@ def default_caches(prefix: Path, environ: Mapping[str, str], home: Path) -> list
     if prefix.resolve().parent.name == "envs":
         dirs.append(prefix.resolve().parent.parent / "pkgs")
     dirs.append(prefix / "pkgs")
-    for var in ("MAMBA_ROOT_PREFIX", "CONDA_ROOT"):
-        if environ.get(var):
-            dirs.append(Path(environ[var]) / "pkgs")
-    for var in ("PIXI_CACHE_DIR", "RATTLER_CACHE_DIR"):
+    for var in ("MAMBA_ROOT_PREFIX", "CONDA_ROOT", "PIXI_CACHE_DIR", "RATTLER_CACHE_DIR"):
         if environ.get(var):
             dirs.append(Path(environ[var]) / "pkgs")
     xdg = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
