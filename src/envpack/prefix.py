@@ -23,10 +23,8 @@ from envpack.models import Download, Plan
 META_DIR = "conda-meta"
 # A prefix record's fields that describe this install, not the package: a repodata.json
 # entry built from them would differ from the channel's.
-_INSTALL_FIELDS = frozenset(
-    "extracted_package_dir package_tarball_full_path files paths_data link requested_spec "
-    "requested_specs auth".split()
-)
+_INSTALL_FIELDS: tuple[str, ...] = ("extracted_package_dir", "package_tarball_full_path")
+_INSTALL_FIELDS += ("files", "paths_data", "link", "requested_spec", "requested_specs", "auth")
 _SHOWN = 10
 _CHUNK = 1 << 20
 
