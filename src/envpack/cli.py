@@ -136,6 +136,13 @@ def main_command(
         bool,
         typer.Option(help="With --prefix: leave out pip-installed packages, with a warning."),
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse editable and path source dependencies in the lock instead of "
+            "skipping them with a warning."
+        ),
+    ] = False,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
 
@@ -179,6 +186,7 @@ def main_command(
         prefix=prefix,
         ignore_pip_installed=ignore_pip_installed,
         package_caches=(cache,) if cache is not None else (),
+        strict=strict,
     )
     if dry_run:
         _print_plan(options, reporter, as_json)

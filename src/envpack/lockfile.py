@@ -50,7 +50,12 @@ def load_lock(lock: Path) -> tuple[rattler.LockFile, bytes]:
 
 
 def plan_lock(
-    lock: Path, environment: str, platform: str, *, ignore_pypi_non_wheel: bool = False
+    lock: Path,
+    environment: str,
+    platform: str,
+    *,
+    ignore_pypi_non_wheel: bool = False,
+    strict: bool = False,
 ) -> tuple[Plan, list[str]]:
     """Read the lock and return the plan plus warnings (skipped entries)."""
     lock_file, data = load_lock(lock)
@@ -68,6 +73,7 @@ def plan_lock(
     downloads: list[Download] = []
     unsupported: list[str] = []
     skipped: list[str] = []
+    sources: list[str] = []
     depends: list[str] = []
     for package in env.packages(lock_platform) or []:
         if isinstance(package, rattler.CondaLockedBinaryPackage):
@@ -76,7 +82,9 @@ def plan_lock(
             depends.extend(download.record.get("depends", []))  # type: ignore[arg-type]
         elif isinstance(package, rattler.PypiLockedPackage):
             wheel = _wheel_download(package, lock.parent)
-            if wheel is not None:
+            if wheel is None and _is_project_dir(package.location, lock.parent):
+                sources.append(f"{package.name} ({package.location})")
+            elif wheel is not None:
                 downloads.append(wheel)
             elif ignore_pypi_non_wheel:
                 skipped.append(f"{package.name} ({redact(package.location)})")
@@ -90,7 +98,17 @@ def plan_lock(
             + ", ".join(unsupported)
             + "; build them first, or skip PyPI source distributions with --ignore-pypi-non-wheel"
         )
+    if sources and strict:
+        raise UnsupportedEntryError(
+            f"cannot pack editable or path source dependencies: {', '.join(sources)}; build a "
+            "wheel of each (e.g. `python -m build --wheel`) and pass it with --inject"
+        )
     warnings = [f"skipping PyPI entry that is not a wheel: {s}" for s in skipped]
+    if sources:
+        warnings.append(
+            f"skipping editable or path source dependencies: {', '.join(sources)}; to ship "
+            "them, build a wheel of each and pass it with --inject (--strict refuses instead)"
+        )
     virtual = _virtual_from_platform([str(v) for v in lock_platform.virtual_packages])
     virtual = virtual or _virtual_from_depends(depends)
     plan = Plan(
@@ -137,6 +155,22 @@ def conda_download(
         size=record.size,
     )
     return Download(artifact=artifact, url=url or str(record.url), record=fields)
+
+
+def _is_project_dir(location: str, lock_dir: Path) -> bool:
+    """A local directory: pixi's editable installs (`pixi init --format pyproject` adds the
+    project itself) and path dependencies, both built from source at install time.
+
+    py-rattler 0.28 does not expose the lock's `editable` flag, but only a directory can be
+    editable, and a non-editable directory is just as unshippable without a build.
+    """
+    location = location.removeprefix("direct+")
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path)).is_dir()
+    if parts.scheme and len(parts.scheme) > 1:
+        return False
+    return (lock_dir / location).is_dir()
 
 
 def _wheel_download(package: rattler.PypiLockedPackage, lock_dir: Path) -> Download | None:

@@ -60,6 +60,7 @@ class PackOptions:
     prefix: Path | None = None  # pack this installed environment instead of a lock
     ignore_pip_installed: bool = False
     package_caches: Sequence[Path] = ()  # searched for a prefix's package files first
+    strict: bool = False  # refuse editable and path source dependencies instead of skipping
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
             options.environment,
             options.platform or str(rattler.Subdir.current()),
             ignore_pypi_non_wheel=options.ignore_pypi_non_wheel,
+            strict=options.strict,
         )
     for warning in warnings:
         reporter.warn(warning)
