@@ -143,6 +143,13 @@ def main_command(
             "skipping them with a warning."
         ),
     ] = False,
+    directory_only: Annotated[
+        bool,
+        typer.Option(
+            help="Write the archive's contents as a folder (default name: environment), "
+            "e.g. for rsync; `envunpack FOLDER` unpacks it with the same checks."
+        ),
+    ] = False,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
 
@@ -168,6 +175,9 @@ def main_command(
         mirrors.update(parse_mirror(m) for m in mirror or [])
     except ValueError as exc:
         raise EnvpackError(str(exc)) from None
+    if output == "environment.tar" and (directory_only or create_executable):
+        # pixi-pack's defaults for the other two output kinds.
+        output = "environment" if directory_only else "environment.sh"
     options = PackOptions(
         manifest_path=manifest,
         output=None if output == "-" else Path(output),
@@ -187,6 +197,7 @@ def main_command(
         ignore_pip_installed=ignore_pip_installed,
         package_caches=(cache,) if cache is not None else (),
         strict=strict,
+        directory_only=directory_only,
     )
     if dry_run:
         _print_plan(options, reporter, as_json)

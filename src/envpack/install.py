@@ -26,7 +26,7 @@ from typing import BinaryIO
 import rattler
 
 from envpack.activation import SHELLS, activation_scripts
-from envpack.archive import Member, iter_members
+from envpack.archive import Member, members_of
 from envpack.errors import ArchiveError, EnvpackError, InstallError, OutputError, output_error
 from envpack.hostcheck import (
     check_platform,
@@ -79,9 +79,9 @@ class _Received:
 # --- public API ----------------------------------------------------------------------------
 
 
-def read_manifest(source: BinaryIO) -> Manifest | dict[str, object]:
+def read_manifest(source: BinaryIO | Path) -> Manifest | dict[str, object]:
     """The manifest of an envpack archive, or a summary of a pixi-pack one; writes nothing."""
-    members = iter_members(source)
+    members = members_of(source)
     summary: dict[str, object] = {"format": "pixi-pack", "artifacts": []}
     for member in members:
         if member.name == MANIFEST_NAME:
@@ -96,7 +96,7 @@ def read_manifest(source: BinaryIO) -> Manifest | dict[str, object]:
     return summary
 
 
-def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
+def unpack(source: BinaryIO | Path, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
     if not _ENV_NAME.fullmatch(options.env_name) or options.env_name in (".", ".."):
         raise EnvpackError(f"invalid --env-name {options.env_name!r}: use letters, digits, ._+-")
     if options.shell not in SHELLS:
@@ -124,7 +124,7 @@ def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> Unpa
 
 
 def _unpack_into(
-    source: BinaryIO, options: UnpackOptions, reporter: Reporter, staging: Path, target: Path
+    source: BinaryIO | Path, options: UnpackOptions, reporter: Reporter, staging: Path, target: Path
 ) -> UnpackResult:
     received = _receive(source, staging, reporter)
     platform = received.platform or host_platform()
@@ -150,13 +150,13 @@ def _unpack_into(
     return UnpackResult(target, scripts, platform, len(records), len(received.wheels))
 
 
-def _receive(source: BinaryIO, staging: Path, reporter: Reporter) -> _Received:
+def _receive(source: BinaryIO | Path, staging: Path, reporter: Reporter) -> _Received:
     """Stream the archive into staging, refusing anything unexpected or unverified."""
     got = _Received()
     channel = staging / CHANNEL_DIR
     bar: Bar = reporter.bar("verify", None, "B")
     try:
-        for index, member in enumerate(iter_members(source)):
+        for index, member in enumerate(members_of(source)):
             if index == 0 and member.name == MANIFEST_NAME:
                 got.manifest = manifest_from_json(_read_small(member))
                 got.platform = got.manifest.platform

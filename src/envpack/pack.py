@@ -31,6 +31,7 @@ from envpack.manifest import (
     pixi_pack_json,
 )
 from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
+from envpack.packdir import DirectoryWriter, atomic_directory, check_directory_output
 from envpack.prefix import default_caches, plan_prefix
 from envpack.progress import Reporter
 from envpack.selfextract import find_unpacker, trailer
@@ -61,6 +62,7 @@ class PackOptions:
     ignore_pip_installed: bool = False
     package_caches: Sequence[Path] = ()  # searched for a prefix's package files first
     strict: bool = False  # refuse editable and path source dependencies instead of skipping
+    directory_only: bool = False  # write the archive's members as a folder
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,12 @@ def pack(
     options: PackOptions, reporter: Reporter, http: urllib3.PoolManager | None = None
 ) -> PackResult:
     plan, local = _planned(options, reporter)
-    _check_output_dir(options.output)
+    if options.directory_only:
+        if options.create_executable:
+            raise EnvpackError("--directory-only and --create-executable exclude each other")
+        check_directory_output(options.output)
+    else:
+        _check_output_dir(options.output)
     unpacker = _unpacker(options, plan.platform)
     fetcher = Fetcher(
         Cache(options.cache_dir),
@@ -131,6 +138,14 @@ def pack(
     reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
     fetched = [*fetcher.fetch_all(mirrored), *local]
     manifest = _manifest(plan, fetched)
+    if options.directory_only and options.output is not None:
+        reporter.info(f"writing the folder {options.output}")
+        with atomic_directory(options.output) as root:
+            folder = DirectoryWriter(root)
+            _write_members(folder, plan, fetched, manifest)
+        # A folder has no single hash: its manifest's names every file's sha256.
+        digest = hashlib.sha256(manifest_to_json(manifest)).hexdigest()
+        return PackResult(options.output, manifest, digest, folder.size)
     reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
     with _atomic_output(options.output, executable=unpacker is not None) as (out, hasher):
         offset = _copy_into(unpacker, out) if unpacker is not None else 0
@@ -297,14 +312,20 @@ def _write_archive(
     out: BinaryIO, plan: Plan, fetched: list[Fetched], manifest: Manifest, options: PackOptions
 ) -> None:
     with ArchiveWriter(out, options.compression, options.level) as writer:
-        # The manifest first, so a reader can refuse the archive before writing anything.
-        writer.add_bytes(MANIFEST_NAME, manifest_to_json(manifest))
-        writer.add_bytes(PIXI_PACK_NAME, pixi_pack_json(plan.platform))
-        writer.add_bytes(ENVIRONMENT_YML, environment_yml(plan))
-        for name, data in sorted(repodata(plan, fetched).items()):
-            writer.add_bytes(name, data)
-        for item in sorted(fetched, key=lambda f: f.artifact.path):
-            writer.add_file(item.artifact.path, item.path)
+        _write_members(writer, plan, fetched, manifest)
+
+
+def _write_members(
+    writer: ArchiveWriter | DirectoryWriter, plan: Plan, fetched: list[Fetched], manifest: Manifest
+) -> None:
+    # The manifest first, so a reader can refuse the archive before writing anything.
+    writer.add_bytes(MANIFEST_NAME, manifest_to_json(manifest))
+    writer.add_bytes(PIXI_PACK_NAME, pixi_pack_json(plan.platform))
+    writer.add_bytes(ENVIRONMENT_YML, environment_yml(plan))
+    for name, data in sorted(repodata(plan, fetched).items()):
+        writer.add_bytes(name, data)
+    for item in sorted(fetched, key=lambda f: f.artifact.path):
+        writer.add_file(item.artifact.path, item.path)
 
 
 # --- output ------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def main_command(
     archive: Annotated[
         str | None,
         typer.Argument(
-            help="Archive made by envpack or pixi-pack; '-' reads stdin. "
+            help="Archive made by envpack or pixi-pack (or one written as a folder); "
+            "'-' reads stdin. "
             "Omit it when this program is a self-extracting file."
         ),
     ] = None,
@@ -124,7 +125,7 @@ class _ArchiveSource:
         self._archive = archive
         self._file: BinaryIO | None = None
 
-    def __enter__(self) -> BinaryIO:
+    def __enter__(self) -> BinaryIO | Path:
         from envpack import selfextract
 
         if self._archive == "-":
@@ -140,7 +141,8 @@ class _ArchiveSource:
             except FileNotFoundError:
                 raise EnvpackError(f"no such archive: {path}") from None
             except IsADirectoryError:
-                raise EnvpackError(f"{path} is a directory, not an archive") from None
+                # A pack written with --directory-only (or by pixi-pack): same checks.
+                return path
             except OSError as exc:
                 raise EnvpackError(f"cannot read {path}: {exc.strerror}") from None
             payload = selfextract.find_payload(path)
