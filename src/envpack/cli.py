@@ -61,7 +61,10 @@ def main_command(
         ),
     ] = None,
     output: Annotated[
-        str, typer.Option("-o", "--output", help="Archive to write; '-' writes to stdout.")
+        str,
+        typer.Option(
+            "-o", "--output", "--output-file", help="Archive to write; '-' writes to stdout."
+        ),
     ] = "environment.tar",
     compression: Annotated[
         Compression,
@@ -92,7 +95,7 @@ def main_command(
     ] = None,
     inject: Annotated[
         list[Path] | None,
-        typer.Option(help="Add a local .conda/.tar.bz2 package (repeatable)."),
+        typer.Option("-i", "--inject", help="Add a local .conda/.tar.bz2 package (repeatable)."),
     ] = None,
     retries: Annotated[
         int, typer.Option(min=1, max=20, help="Attempts per download on transient failures.")
@@ -112,7 +115,11 @@ def main_command(
     ] = False,
     unpacker: Annotated[
         Path | None,
-        typer.Option(help="The envunpack binary to embed [default: dist/envunpack-<arch>-linux]"),
+        typer.Option(
+            "--unpacker",
+            "--pixi-unpack-source",
+            help="The envunpack binary to embed [default: dist/envunpack-<arch>-linux]",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Print what would be packed, download nothing.")
@@ -150,6 +157,14 @@ def main_command(
             "e.g. for rsync; `envunpack FOLDER` unpacks it with the same checks."
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "-c",
+            "--config",
+            help="A pixi/rattler config.toml: its mirrors and download concurrency are used.",
+        ),
+    ] = None,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
 
@@ -168,10 +183,20 @@ def main_command(
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
     from envpack.fetch import FetchOptions
     from envpack.pack import PackOptions, pack
+    from envpack.pixiconfig import load_config
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     try:
         mirrors = pixi_config_mirrors(_pixi_config_files())
+        if config is not None:
+            settings = load_config(config)
+            for warning in settings.warnings:
+                reporter.warn(warning)
+            mirrors.update(settings.mirrors)
+            # The file's value unless --concurrency was given (8 is its default).
+            concurrency = (
+                settings.concurrency if concurrency == 8 and settings.concurrency else concurrency
+            )
         mirrors.update(parse_mirror(m) for m in mirror or [])
     except ValueError as exc:
         raise EnvpackError(str(exc)) from None

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,6 +44,10 @@ STAGING_PREFIX = ".envpack-staging-"
 _METADATA_LIMIT = 64 << 20  # repodata.json of a huge env is a few MB; more is an attack
 _CHUNK = 1 << 20
 _ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+_NO_SUCH_SCRIPT = {
+    "cmd": "cmd.exe scripts only run on Windows and this environment is for Linux",
+    "nushell": "rattler (which writes the scripts) has no nushell activation yet",
+}
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,13 @@ def read_manifest(source: BinaryIO | Path) -> Manifest | dict[str, object]:
 def unpack(source: BinaryIO | Path, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
     if not _ENV_NAME.fullmatch(options.env_name) or options.env_name in (".", ".."):
         raise EnvpackError(f"invalid --env-name {options.env_name!r}: use letters, digits, ._+-")
+    if options.shell in _NO_SUCH_SCRIPT:
+        # pixi-unpack takes these; one line says why the script is for bash instead.
+        reporter.warn(
+            f"--shell {options.shell}: {_NO_SUCH_SCRIPT[options.shell]}; "
+            "writing the bash activation script instead"
+        )
+        options = replace(options, shell="bash")  # noqa: S604 - a dataclass field, no subprocess
     if options.shell not in SHELLS:
         raise EnvpackError(f"unknown --shell {options.shell!r}; choose from {', '.join(SHELLS)}")
     out_dir = options.output_dir.absolute()

@@ -158,6 +158,11 @@ def pack(
 
 
 def _unpacker(options: PackOptions, platform: str) -> Path | None:
+    if options.unpacker is not None and options.unpacker.parts[0] in ("http:", "https:"):
+        raise EnvpackError(
+            f"--pixi-unpack-source {options.unpacker}: a URL cannot be embedded; download "
+            "the static envunpack and pass its path"
+        )
     if not options.create_executable:
         if options.unpacker is not None:
             raise EnvpackError("--unpacker only makes sense with --create-executable")

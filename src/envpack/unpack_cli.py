@@ -18,6 +18,7 @@ from envpack.cliutil import exit_now, new_app, run
 from envpack.errors import EnvpackError
 
 app = new_app()
+DEFAULT_PACK = "environment.tar"
 
 
 def _version(value: bool) -> None:
@@ -44,7 +45,10 @@ def main_command(
         str, typer.Option("-e", "--env-name", help="Name of the env directory inside -o.")
     ] = "env",
     shell: Annotated[
-        str, typer.Option(help="Shell of the activation script: bash, zsh, fish, xonsh, …")
+        str,
+        typer.Option(
+            "-s", "--shell", help="Shell of the activation script: bash, zsh, fish, xonsh, …"
+        ),
     ] = "bash",
     force: Annotated[bool, typer.Option(help="Replace an existing env of that name.")] = False,
     compile_pyc: Annotated[
@@ -132,6 +136,10 @@ class _ArchiveSource:
             return sys.stdin.buffer
         if self._archive is None:
             payload = selfextract.find_payload(selfextract.own_executable())
+            if payload is None and Path(DEFAULT_PACK).is_file():
+                # pixi-unpack's default: the pack pixi-pack writes by default, here.
+                self._file = Path(DEFAULT_PACK).open("rb")
+                return self._file
             if payload is None:
                 raise EnvpackError("missing ARCHIVE: name the archive to unpack ('-' for stdin)")
         else:
