@@ -267,3 +267,30 @@ def test_default_caches(tmp_path: Path) -> None:
     assert home / ".conda" / "pkgs" in found
     assert len(found) == len(set(found))
     assert os.fspath(env / "pkgs") in map(os.fspath, found)
+
+
+def test_prefix_to_a_folder_and_own_platform(
+    installed: dict[str, Path], tmp_path: Path, channel_url: str
+) -> None:
+    folder = tmp_path / "folder"
+    args: list[str | Path] = ["--prefix", installed["env"], "--use-cache", installed["pkgs"]]
+    args += ["--directory-only", "-o", folder, "-p", str(rattler.Subdir.current())]
+    result = _envpack(installed, *args, *_dead_mirror(channel_url))
+    assert result.returncode == 0, result.stderr.decode()
+    unpacked = run_cli("envunpack", folder, "-o", tmp_path / "app", "-q")
+    assert unpacked.returncode == 0, unpacked.stderr.decode()
+    assert (tmp_path / "app" / "env" / "bin" / "hello-c").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["some.lock"], "drop the lock"), (["--ignore-pip-installed"], "only makes sense")],
+)
+def test_prefix_option_conflicts(
+    installed: dict[str, Path], tmp_path: Path, args: list[str], needle: str
+) -> None:
+    if "--ignore-pip-installed" in args:
+        result = _envpack(installed, installed["project"], *args, "--dry-run")
+    else:
+        result = _envpack(installed, *args, "--prefix", installed["env"], "--dry-run")
+    assert_one_error_line(result, needle)

@@ -81,6 +81,10 @@ def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
 def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetched]]:
     """The plan, plus the package files a prefix's package caches already hold, verified."""
     local: list[Fetched] = []
+    if options.prefix is not None and options.manifest_path != Path():
+        raise EnvpackError("--prefix packs an installed environment, not a lock; drop the lock")
+    if options.prefix is None and options.ignore_pip_installed:
+        raise EnvpackError("--ignore-pip-installed only makes sense with --prefix")
     if options.prefix is not None:
         caches = [*options.package_caches, *default_caches(options.prefix, os.environ, Path.home())]
         found = plan_prefix(
