@@ -251,3 +251,12 @@ def test_output_file_and_verbosity(fixture_project: Path, tmp_path: Path) -> Non
     env = _home(tmp_path)
     _ok(run_cli("envpack", fixture_project, "--output-file", out, "-vv", env=env))
     assert out.is_file()
+
+
+def test_unpack_short_flags(prod: Path, tmp_path: Path) -> None:
+    """pixi-unpack's `-o DIR -e NAME -s SHELL`, all short."""
+    _ok(run_cli("envpack", "-e", "prod", "-q", cwd=prod, env=_home(tmp_path)))
+    out = tmp_path / "t"
+    _ok(run_cli("envunpack", prod / "environment.tar", "-o", out, "-e", "myenv", "-s", "zsh"))
+    assert (out / "myenv" / "bin" / "python3").exists()
+    assert f"{out}/myenv/bin" in (out / "activate.sh").read_text()
