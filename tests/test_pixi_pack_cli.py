@@ -260,3 +260,21 @@ def test_unpack_short_flags(prod: Path, tmp_path: Path) -> None:
     _ok(run_cli("envunpack", prod / "environment.tar", "-o", out, "-e", "myenv", "-s", "zsh"))
     assert (out / "myenv" / "bin" / "python3").exists()
     assert f"{out}/myenv/bin" in (out / "activate.sh").read_text()
+
+
+def test_an_existing_pixi_pack_cache_is_reused(
+    fixture_project: Path, fixture_channel: FixtureChannel, tmp_path: Path, channel_url: str
+) -> None:
+    """pixi-pack's cache keeps a channel's layout (`<subdir>/<file>`), as the channel does."""
+    cache = tmp_path / "pixi-pack-cache"
+    shutil.copytree(fixture_channel.root, cache)
+    offline = ("--mirror", f"{channel_url}=http://127.0.0.1:9", "--retries", "1")
+    out = tmp_path / "e.tar"
+    env = _home(tmp_path)
+    _ok(run_cli("envpack", fixture_project, "--use-cache", cache, "-o", out, *offline, env=env))
+    bad = next((cache / "noarch").glob("tabulate-*"))
+    bad.write_bytes(bad.read_bytes() + b"\0")
+    out.unlink()
+    again = run_cli("envpack", fixture_project, "--use-cache", cache, "-o", out, env=env)
+    assert_one_error_line(again, str(bad), "hash")
+    assert not out.exists()

@@ -32,7 +32,7 @@ from envpack.manifest import (
 )
 from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
 from envpack.packdir import DirectoryWriter, atomic_directory, check_directory_output
-from envpack.prefix import default_caches, plan_prefix
+from envpack.prefix import channel_layout, default_caches, find_cached, plan_prefix
 from envpack.progress import Reporter
 from envpack.selfextract import find_unpacker, trailer
 from envpack.urls import apply_mirrors
@@ -103,6 +103,9 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
             ignore_pypi_non_wheel=options.ignore_pypi_non_wheel,
             strict=options.strict,
         )
+        # A pixi-pack --use-cache dir or a conda pkgs/ dir given as --use-cache is reused too.
+        hits = (find_cached(d, channel_layout(d, options.package_caches)) for d in plan.downloads)
+        local = [hit for hit in hits if hit is not None]
     for warning in warnings:
         reporter.warn(warning)
     if options.inject:

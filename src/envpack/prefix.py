@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +54,7 @@ def plan_prefix(
     local: list[Fetched] = []
     for record in records:
         download = _download(record)
-        found = _find_in_caches(record, download, caches)
+        found = find_cached(download, _candidates(record, caches))
         if found is not None:
             local.append(found)
         downloads.append(download)
@@ -146,21 +146,19 @@ def default_caches(prefix: Path, environ: Mapping[str, str], home: Path) -> list
 
 
 def _candidates(record: rattler.PrefixRecord, caches: Sequence[Path]) -> Iterator[Path]:
-    name = record.file_name
     if record.package_tarball_full_path is not None:
         yield Path(record.package_tarball_full_path)
     if record.extracted_package_dir is not None:
-        yield Path(record.extracted_package_dir).parent / name
+        yield Path(record.extracted_package_dir).parent / record.file_name
     for cache in caches:
-        yield cache / name
-        yield cache / record.subdir / name  # pixi-pack's --use-cache keeps a channel layout
+        yield cache / record.file_name
+        yield cache / record.subdir / record.file_name  # pixi-pack's --use-cache layout
 
 
-def _find_in_caches(
-    record: rattler.PrefixRecord, download: Download, caches: Sequence[Path]
-) -> Fetched | None:
+def find_cached(download: Download, candidates: Iterable[Path]) -> Fetched | None:
+    """The first candidate file by the artifact's name, verified; a wrong hash is an error."""
     artifact = download.artifact
-    for path in dict.fromkeys(_candidates(record, caches)):
+    for path in dict.fromkeys(candidates):
         if path.name != artifact.filename or not path.is_file():
             continue
         sha256, md5, size = _hash(path)
@@ -169,11 +167,17 @@ def _find_in_caches(
         )
         if wrong:
             raise HashMismatchError(
-                f"{path} does not match {artifact.label}'s record in the prefix (hash differs); "
+                f"{path} does not have the hash recorded for {artifact.label}; "
                 "delete that file from the package cache and run again"
             )
         return Fetched(artifact, path, sha256, size)
     return None
+
+
+def channel_layout(download: Download, caches: Sequence[Path]) -> list[Path]:
+    """Where a conda-style pkgs/ dir or pixi-pack's cache (`<subdir>/<file>`) keeps a file."""
+    a = download.artifact
+    return [p for c in caches for p in (c / a.filename, c / (a.subdir or "pypi") / a.filename)]
 
 
 def _hash(path: Path) -> tuple[str, str, int]:
