@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import rattler
 
-from envpack.prefix import PrefixError, default_caches, plan_prefix
+from envpack.prefix import PrefixError, plan_prefix
 from tests.clirun import assert_one_error_line, run_cli
 from tests.fixtures.channel import FixtureChannel, lock_for
 from tests.test_install import _tree
@@ -155,6 +154,17 @@ def test_pip_installed_dist_is_refused_by_name(
     names = {a["name"] for a in json.loads(listing.stdout)["artifacts"]}
     assert "hello-envpack" not in names and "hello_envpack" not in names
     assert "python" in names
+    # Shipped as the wheel it came from, the pip install is no longer in the way.
+    shipped = _envpack(
+        installed,
+        *("--prefix", env, "--use-cache", installed["pkgs"], "-o", archive, "--inject", wheel),
+        *_dead_mirror(channel_url),
+    )
+    assert shipped.returncode == 0, shipped.stderr.decode()
+    assert "warning" not in shipped.stderr.decode()
+    unpacked = run_cli("envunpack", archive, "-o", tmp_path / "app", "-q")
+    assert unpacked.returncode == 0, unpacked.stderr.decode()
+    assert (tmp_path / "app" / "env" / "bin" / "hello-envpack").is_file()
 
 
 def test_changed_and_stray_files_are_reported(
@@ -256,17 +266,6 @@ def test_empty_conda_meta(tmp_path: Path) -> None:
     (tmp_path / "conda-meta").mkdir()
     with pytest.raises(PrefixError, match="no packages"):
         plan_prefix(tmp_path, None, [])
-
-
-def test_default_caches(tmp_path: Path) -> None:
-    env = tmp_path / "miniforge3" / "envs" / "work"
-    home = tmp_path / "home"
-    found = default_caches(env, {"CONDA_PKGS_DIRS": "/a,/b", "PIXI_CACHE_DIR": "/pixi"}, home)
-    assert found[:3] == [Path("/a"), Path("/b"), tmp_path.resolve() / "miniforge3" / "pkgs"]
-    assert Path("/pixi/pkgs") in found
-    assert home / ".conda" / "pkgs" in found
-    assert len(found) == len(set(found))
-    assert os.fspath(env / "pkgs") in map(os.fspath, found)
 
 
 def test_prefix_to_a_folder_and_own_platform(

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import rattler
 import urllib3
+from packaging.utils import canonicalize_name
 
 from envpack import __version__
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression
@@ -32,7 +33,8 @@ from envpack.manifest import (
 )
 from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
 from envpack.packdir import DirectoryWriter, atomic_directory, check_directory_output
-from envpack.prefix import channel_layout, default_caches, find_cached, plan_prefix
+from envpack.pkgcache import channel_layout, default_caches, find_cached
+from envpack.prefix import plan_prefix
 from envpack.progress import Reporter
 from envpack.selfextract import find_unpacker, trailer
 from envpack.urls import apply_mirrors
@@ -92,6 +94,11 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
             options.platform,
             caches,
             ignore_pip_installed=options.ignore_pip_installed,
+            shipped=frozenset(
+                canonicalize_name(p.name.split("-")[0])
+                for p in options.inject
+                if p.suffix == ".whl"
+            ),
         )
         plan, warnings, local = found.plan, list(found.warnings), list(found.local)
     else:

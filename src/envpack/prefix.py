@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import rattler
+from packaging.utils import canonicalize_name
 
-from envpack.errors import EnvpackError, HashMismatchError, LockError
+from envpack.errors import EnvpackError, LockError
 from envpack.fetch import Fetched
 from envpack.lockfile import conda_download
 from envpack.models import Download, Plan
+from envpack.pkgcache import find_cached
 
 META_DIR = "conda-meta"
 # A prefix record's fields that describe this install, not the package: a repodata.json
@@ -26,7 +28,6 @@ META_DIR = "conda-meta"
 _INSTALL_FIELDS: tuple[str, ...] = ("extracted_package_dir", "package_tarball_full_path")
 _INSTALL_FIELDS += ("files", "paths_data", "link", "requested_spec", "requested_specs", "auth")
 _SHOWN = 10
-_CHUNK = 1 << 20
 
 
 class PrefixError(EnvpackError):
@@ -47,7 +48,9 @@ def plan_prefix(
     caches: Sequence[Path],
     *,
     ignore_pip_installed: bool = False,
+    shipped: frozenset[str] = frozenset(),
 ) -> PrefixPlan:
+    """`shipped`: canonical names of wheels given with --inject, so their pip installs pass."""
     records = read_records(prefix)
     own = _platform(prefix, records, platform)
     downloads: list[Download] = []
@@ -58,7 +61,7 @@ def plan_prefix(
         if found is not None:
             local.append(found)
         downloads.append(download)
-    warnings = check_files(prefix, records, ignore_pip_installed=ignore_pip_installed)
+    warnings = check_files(prefix, records, ignore_pip_installed, shipped)
     digest = hashlib.sha256()
     for d in sorted(downloads, key=lambda d: d.artifact.path):
         digest.update(f"{d.artifact.path} {d.artifact.sha256 or d.artifact.md5}\n".encode())
@@ -127,24 +130,6 @@ def _download(record: rattler.PrefixRecord) -> Download:
 # --- package caches --------------------------------------------------------------------------
 
 
-def default_caches(prefix: Path, environ: Mapping[str, str], home: Path) -> list[Path]:
-    """Where conda, mamba, micromamba, pixi and rattler keep package files."""
-    dirs = [Path(p) for p in environ.get("CONDA_PKGS_DIRS", "").split(",") if p]
-    # A conda-style root: `<root>/envs/NAME` shares `<root>/pkgs`; the base env is the root.
-    if prefix.resolve().parent.name == "envs":
-        dirs.append(prefix.resolve().parent.parent / "pkgs")
-    dirs.append(prefix / "pkgs")
-    for var in ("MAMBA_ROOT_PREFIX", "CONDA_ROOT", "PIXI_CACHE_DIR", "RATTLER_CACHE_DIR"):
-        if environ.get(var):
-            dirs.append(Path(environ[var]) / "pkgs")
-    xdg = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
-    dirs.append(xdg / "rattler" / "cache" / "pkgs")
-    for root in (".conda", "miniforge3", "miniconda3", "anaconda3", "mambaforge", "micromamba"):
-        dirs.append(home / root / "pkgs")
-    dirs.append(Path("/opt/conda/pkgs"))
-    return list(dict.fromkeys(dirs))
-
-
 def _candidates(record: rattler.PrefixRecord, caches: Sequence[Path]) -> Iterator[Path]:
     if record.package_tarball_full_path is not None:
         yield Path(record.package_tarball_full_path)
@@ -155,46 +140,14 @@ def _candidates(record: rattler.PrefixRecord, caches: Sequence[Path]) -> Iterato
         yield cache / record.subdir / record.file_name  # pixi-pack's --use-cache layout
 
 
-def find_cached(download: Download, candidates: Iterable[Path]) -> Fetched | None:
-    """The first candidate file by the artifact's name, verified; a wrong hash is an error."""
-    artifact = download.artifact
-    for path in dict.fromkeys(candidates):
-        if path.name != artifact.filename or not path.is_file():
-            continue
-        sha256, md5, size = _hash(path)
-        wrong = (artifact.sha256 and artifact.sha256 != sha256) or (
-            not artifact.sha256 and artifact.md5 != md5
-        )
-        if wrong:
-            raise HashMismatchError(
-                f"{path} does not have the hash recorded for {artifact.label}; "
-                "delete that file from the package cache and run again"
-            )
-        return Fetched(artifact, path, sha256, size)
-    return None
-
-
-def channel_layout(download: Download, caches: Sequence[Path]) -> list[Path]:
-    """Where a conda-style pkgs/ dir or pixi-pack's cache (`<subdir>/<file>`) keeps a file."""
-    a = download.artifact
-    return [p for c in caches for p in (c / a.filename, c / (a.subdir or "pypi") / a.filename)]
-
-
-def _hash(path: Path) -> tuple[str, str, int]:
-    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            sha.update(chunk)
-            md5.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), md5.hexdigest(), size
-
-
 # --- files in the prefix ---------------------------------------------------------------------
 
 
 def check_files(
-    prefix: Path, records: list[rattler.PrefixRecord], *, ignore_pip_installed: bool
+    prefix: Path,
+    records: list[rattler.PrefixRecord],
+    ignore_pip_installed: bool = False,
+    shipped: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Refuse pip-installed dists; warn about changed and unowned files. Returns warnings."""
     owned: set[str] = set()
@@ -208,7 +161,8 @@ def check_files(
             if _changed(prefix / rel, entry):
                 changed.append(rel)
     unowned = sorted(set(_walk(prefix)) - owned)
-    pip, pip_files = _pip_dists(prefix, unowned)
+    dists, pip_files = _pip_dists(prefix, unowned)
+    pip = [label for name, label in dists if name not in shipped]
     warnings = []
     if pip and not ignore_pip_installed:
         raise PrefixError(
@@ -254,12 +208,14 @@ def _changed(path: Path, entry: rattler.PrefixPathsEntry) -> bool:
     expected = entry.sha256_in_prefix or (None if entry.prefix_placeholder else entry.sha256)
     if expected is None:
         return False  # a placeholder was replaced and the new hash not recorded: can't tell
-    return _hash(path)[0] != expected.hex()
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest() != expected.hex()
 
 
-def _pip_dists(prefix: Path, unowned: list[str]) -> tuple[list[str], set[str]]:
-    """Dists whose `*.dist-info/METADATA` no record owns and whose INSTALLER isn't conda."""
-    names: list[str] = []
+def _pip_dists(prefix: Path, unowned: list[str]) -> tuple[list[tuple[str, str]], set[str]]:
+    """Dists whose `*.dist-info/METADATA` no record owns and whose INSTALLER isn't conda:
+    (canonical name, label) each, and the files their RECORDs list."""
+    names: list[tuple[str, str]] = []
     files: set[str] = set()
     for rel in unowned:
         parent = Path(rel).parent
@@ -269,7 +225,8 @@ def _pip_dists(prefix: Path, unowned: list[str]) -> tuple[list[str], set[str]]:
         installer = _read(info / "INSTALLER") or "unknown installer"
         if installer == "conda":
             continue
-        names.append(f"{info.name.removesuffix('.dist-info')} ({installer})")
+        stem = info.name.removesuffix(".dist-info")
+        names.append((canonicalize_name(stem.split("-")[0]), f"{stem} ({installer})"))
         for line in (_read(info / "RECORD") or "").splitlines():
             member = line.rsplit(",", 2)[0]
             if member:
