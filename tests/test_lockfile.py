@@ -20,6 +20,7 @@ import rattler
 from envpack.errors import LockError, UnsupportedEntryError
 from envpack.lockfile import LOCK_NAME, find_lock, plan_lock
 from tests.clirun import assert_one_error_line, run_cli
+from tests.fixtures.channel import FixtureChannel
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LOCKS_DIR = SHARED / "real-locks"
@@ -385,3 +386,25 @@ def test_local_sdist_keeps_the_non_wheel_rule(fixture_project: Path) -> None:
         plan_lock(lock, "default", "linux-64", strict=False)
     _, warnings = plan_lock(lock, "default", "linux-64", ignore_pypi_non_wheel=True)
     assert warnings == ["skipping PyPI entry that is not a wheel: x (./dist/x-1.0.tar.gz)"]
+
+
+def test_named_platform_by_name_or_subdir(fixture_channel: FixtureChannel, tmp_path: Path) -> None:
+    """Lock v7 names platforms (pixi-pack's `-p jetson`); the plan is for the conda subdir."""
+    source = rattler.LockFile.from_path(fixture_channel.lock_v7).environment("default")
+    assert source is not None
+    arm = next(p for p in source.platforms() if p.name == "linux-aarch64")
+    records = source.conda_repodata_records_for_platform(arm) or []
+    jetson = rattler.LockPlatform("jetson", rattler.Subdir("linux-aarch64"))
+    lock = rattler.LockFile([jetson])
+    lock.set_channels("default", [rattler.LockChannel("https://fixture.envpack.invalid/channel/")])
+    for record in records:
+        lock.add_conda_package("default", jetson, record)
+    path = tmp_path / LOCK_NAME
+    lock.to_path(path)
+    by_name, _ = plan_lock(path, "default", "jetson")
+    by_subdir, _ = plan_lock(path, "default", "linux-aarch64")
+    assert by_name == by_subdir
+    assert by_name.platform == "linux-aarch64"
+    assert len(by_name.downloads) == len(records)
+    with pytest.raises(LockError, match="jetson"):
+        plan_lock(path, "default", "linux-64")

@@ -65,6 +65,10 @@ def plan_lock(
         raise LockError(f"environment {environment!r} is not in {lock.name} (it has: {names})")
     lock_platform = next((p for p in env.platforms() if p.name == platform), None)
     if lock_platform is None:
+        # As pixi-pack: -p is a platform's name in the lock (v7 `jetson`) or its conda subdir.
+        by_subdir = [p for p in env.platforms() if str(p.subdir) == platform]
+        lock_platform = by_subdir[0] if len(by_subdir) == 1 else None
+    if lock_platform is None:
         names = ", ".join(sorted(p.name for p in env.platforms())) or "none"
         raise LockError(
             f"environment {environment!r} is not locked for platform {platform!r} "
@@ -113,7 +117,7 @@ def plan_lock(
     virtual = virtual or _virtual_from_depends(depends)
     plan = Plan(
         environment=environment,
-        platform=platform,
+        platform=str(lock_platform.subdir),
         lock_sha256=hashlib.sha256(data).hexdigest(),
         virtual_packages=tuple(sorted(set(virtual))),
         downloads=tuple(sorted(downloads, key=lambda d: d.artifact.path)),
