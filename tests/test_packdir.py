@@ -162,3 +162,19 @@ def test_atomic_directory_removes_a_failed_folder(tmp_path: Path) -> None:
     assert (output / "a" / "b.txt").read_bytes() == b"xyz" and writer.size == 3
     with pytest.raises(OutputError, match="already exists"):
         check_directory_output(output)
+
+
+@pytest.mark.slow
+def test_frozen_envunpack_unpacks_a_folder(packs: dict[str, Path], tmp_path: Path) -> None:
+    """The static binary carries the folder reader too (it imports no packer module)."""
+    from tests.test_unpacker_build import HOST_ARCH, frozen_unpacker
+
+    binary = frozen_unpacker(HOST_ARCH)
+    result = subprocess.run(
+        [binary, packs["folder"], "-o", tmp_path / "app", "-q"], capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    hello = subprocess.run(
+        [tmp_path / "app" / "env" / "bin" / "hello-c"], capture_output=True, text=True, check=True
+    )
+    assert str(tmp_path / "app" / "env") in hello.stdout
