@@ -103,7 +103,9 @@ def test_without_a_package_cache_it_downloads(
     args = ("--prefix", installed["env"], "--compression", "none")
     first = _envpack(installed, *args, "--use-cache", installed["pkgs"], "-o", cached)
     assert first.returncode == 0, first.stderr.decode()
-    # rattler's cache keeps extracted packages only, so nothing is found: all is downloaded.
+    # The package cache the prefix was installed from is gone (rattler's only ever held
+    # extracted packages, no archives): every package file must be downloaded.
+    shutil.rmtree(installed["env"].parent / "rc")
     empty = tmp_path / "cache"
     downloaded = tmp_path / "downloaded.tar"
     offline = _envpack(
