@@ -287,8 +287,11 @@ def test_find_lock_beside_a_manifest(tmp_path: Path, manifest: str) -> None:
     with pytest.raises(LockError) as info:
         find_lock(tmp_path / manifest)
     assert str(info.value) == f"no pixi.lock next to {tmp_path / manifest}; run `pixi lock`"
+    with pytest.raises(LockError, match=f"no pixi.lock next to {tmp_path / manifest}"):
+        find_lock(tmp_path)  # the project directory
     (tmp_path / LOCK_NAME).write_text("version: 6\n")
     assert find_lock(tmp_path / manifest) == tmp_path / LOCK_NAME
+    assert find_lock(tmp_path) == tmp_path / LOCK_NAME
 
 
 def test_find_lock_missing_manifest(tmp_path: Path) -> None:

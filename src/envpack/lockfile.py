@@ -22,6 +22,9 @@ _LOCATION_FIELDS = ("fn", "url", "channel")
 
 def find_lock(path: Path) -> Path:
     """Accept a lock file, a project directory holding `pixi.lock`, or a manifest beside it."""
+    if path.is_dir() and not (path / LOCK_NAME).exists():
+        # A project without its lock yet: name the manifest that needs `pixi lock`.
+        path = next((path / m for m in MANIFEST_NAMES if (path / m).is_file()), path)
     if path.name in MANIFEST_NAMES and not path.is_dir():
         # pixi-pack takes the manifest, as pixi does; the lock beside it is what we read.
         if not path.is_file():
