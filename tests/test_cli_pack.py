@@ -426,7 +426,7 @@ def test_help_fits_80_columns_and_names_every_flag_whole() -> None:
     from envpack.cachedir import DEFAULT_HELP
 
     assert " ".join(DEFAULT_HELP.split()) in " ".join(text.split())
-    assert "pixi.lock, or the project directory that holds it" in " ".join(text.split())
+    assert "pixi.lock, the pixi.toml or pyproject.toml beside it" in " ".join(text.split())
     assert "--no-" not in text
 
 
@@ -507,3 +507,22 @@ def test_json_of_plan_and_pack_share_one_schema(fixture_project: Path, tmp_path:
         assert {"platform", "environment", "total_size"} <= doc.keys()
     assert [a["path"] for a in plan["artifacts"]] == [a["path"] for a in result["artifacts"]]
     assert result["total_size"] == sum(a["size"] for a in result["artifacts"])
+
+
+@pytest.mark.parametrize("manifest", ["pixi.toml", "pyproject.toml", "."])
+def test_manifest_means_the_lock_beside_it(
+    tmp_path: Path, fixture_project: Path, manifest: str
+) -> None:
+    if manifest != ".":
+        (fixture_project / manifest).write_text("[workspace]\nname = 'fixture'\n")
+    by_lock = _run(fixture_project / "pixi.lock", "--dry-run", "--json", home=tmp_path)
+    by_manifest = _run(fixture_project / manifest, "--dry-run", "--json", home=tmp_path)
+    assert by_lock.returncode == 0, by_lock.stderr
+    assert by_manifest.returncode == 0, by_manifest.stderr
+    assert json.loads(by_manifest.stdout) == json.loads(by_lock.stdout)
+
+
+def test_manifest_without_a_lock(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    line = _assert_one_error_line(_run(tmp_path / "pyproject.toml", "--dry-run", home=tmp_path))
+    assert line == f"error: no pixi.lock next to {tmp_path / 'pyproject.toml'}; run `pixi lock`"

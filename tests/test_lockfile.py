@@ -7,7 +7,10 @@ never from the code under test.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,6 +19,8 @@ import rattler
 
 from envpack.errors import LockError, UnsupportedEntryError
 from envpack.lockfile import LOCK_NAME, find_lock, plan_lock
+from tests.clirun import assert_one_error_line, run_cli
+from tests.fixtures.channel import FixtureChannel
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LOCKS_DIR = SHARED / "real-locks"
@@ -274,3 +279,137 @@ def test_unreadable_lock_is_a_lock_error(tmp_path: Path) -> None:
     lock.mkdir()  # exists, but cannot be read as a file
     with pytest.raises(LockError):
         plan_lock(lock, "default", "linux-64")
+
+
+@pytest.mark.parametrize("manifest", ["pixi.toml", "pyproject.toml"])
+def test_find_lock_beside_a_manifest(tmp_path: Path, manifest: str) -> None:
+    (tmp_path / manifest).write_text("[project]\nname = 'x'\n")
+    with pytest.raises(LockError) as info:
+        find_lock(tmp_path / manifest)
+    assert str(info.value) == f"no pixi.lock next to {tmp_path / manifest}; run `pixi lock`"
+    with pytest.raises(LockError, match=f"no pixi.lock next to {tmp_path / manifest}"):
+        find_lock(tmp_path)  # the project directory
+    (tmp_path / LOCK_NAME).write_text("version: 6\n")
+    assert find_lock(tmp_path / manifest) == tmp_path / LOCK_NAME
+    assert find_lock(tmp_path) == tmp_path / LOCK_NAME
+
+
+def test_find_lock_missing_manifest(tmp_path: Path) -> None:
+    (tmp_path / LOCK_NAME).write_text("version: 6\n")
+    with pytest.raises(LockError, match="no manifest at"):
+        find_lock(tmp_path / "pixi.toml")
+
+
+# --- local PyPI entries in the fixture lock ------------------------------------------------------
+
+
+def _add_pypi(project: Path, location: str, name: str, version: str, extra: str = "") -> None:
+    """Add a PyPI entry for linux-64 to the fixture's v6 lock, as pixi writes one."""
+    lock = project / LOCK_NAME
+    text = lock.read_text()
+    marker = "      linux-64:\n"
+    assert marker in text
+    text = text.replace(marker, f"{marker}      - pypi: {location}\n", 1)
+    text += f"- pypi: {location}\n  name: {name}\n  version: '{version}'\n{extra}"
+    lock.write_text(text)
+
+
+@pytest.fixture
+def local_wheel(fixture_project: Path) -> Path:
+    from tests.test_wheels import build_wheel
+
+    built = build_wheel(fixture_project.parent / "build")
+    dist = fixture_project / "dist"
+    dist.mkdir()
+    return Path(shutil.copy(built, dist))
+
+
+def test_local_path_wheel_is_packed_verified(
+    fixture_project: Path, local_wheel: Path, tmp_path: Path
+) -> None:
+    digest = hashlib.sha256(local_wheel.read_bytes()).hexdigest()
+    _add_pypi(
+        fixture_project,
+        f"./dist/{local_wheel.name}",
+        "hello-envpack",
+        "1.0",
+        f"  sha256: {digest}\n  requires_python: '>=3.8'\n",
+    )
+    plan, warnings = plan_lock(fixture_project / LOCK_NAME, "default", "linux-64")
+    assert warnings == []
+    wheel = next(d for d in plan.downloads if d.artifact.kind == "wheel")
+    assert wheel.url == local_wheel.resolve().as_uri()
+    assert wheel.artifact.sha256 == digest
+    archive = tmp_path / "env.tar"
+    cache = ("--cache", tmp_path / "cache")
+    packed = run_cli("envpack", fixture_project, "-o", archive, *cache, "-q", "-p", "linux-64")
+    assert packed.returncode == 0, packed.stderr.decode()
+    listing = json.loads(run_cli("envunpack", "--list", "--json", archive).stdout)
+    entry = next(a for a in listing["artifacts"] if a["path"].startswith("pypi/"))
+    assert entry["path"] == f"pypi/{local_wheel.name}" and entry["sha256"] == digest
+    if str(rattler.Subdir.current()) == "linux-64":
+        unpacked = run_cli("envunpack", archive, "-o", tmp_path / "app", "-q")
+        assert unpacked.returncode == 0, unpacked.stderr.decode()
+        assert (tmp_path / "app" / "env" / "bin" / "hello-envpack").is_file()
+    # A wheel that is not the one the lock hashed is refused, naming it.
+    local_wheel.write_bytes(local_wheel.read_bytes() + b"\0")
+    again = run_cli(
+        "envpack", fixture_project, "-o", archive, "--force", "--cache", tmp_path / "c2"
+    )
+    assert_one_error_line(again, "hello-envpack", "sha256 mismatch", local_wheel.name)
+
+
+@pytest.mark.parametrize("location", [".", "./libs/helper"])
+def test_editable_path_dependency_is_skipped_or_refused(
+    fixture_project: Path, location: str
+) -> None:
+    (fixture_project / location).mkdir(parents=True, exist_ok=True)
+    _add_pypi(fixture_project, location, "my-project", "0.1.0", "  editable: true\n")
+    lock = fixture_project / LOCK_NAME
+    plan, warnings = plan_lock(lock, "default", "linux-64")
+    assert not any(d.artifact.kind == "wheel" for d in plan.downloads)
+    assert len(warnings) == 1
+    assert f"my-project ({location})" in warnings[0] and "--inject" in warnings[0]
+    with pytest.raises(UnsupportedEntryError) as info:
+        plan_lock(lock, "default", "linux-64", strict=True)
+    assert f"my-project ({location})" in str(info.value) and "--inject" in str(info.value)
+    refused = run_cli("envpack", fixture_project, "--strict", "--dry-run", "-p", "linux-64")
+    assert_one_error_line(refused, "my-project", "--inject")
+    skipped = run_cli("envpack", fixture_project, "--dry-run", "-p", "linux-64")
+    assert skipped.returncode == 0, skipped.stderr.decode()
+    assert [ln for ln in skipped.stderr.decode().splitlines() if "my-project" in ln] == [
+        f"warning: {warnings[0]}"
+    ]
+
+
+def test_local_sdist_keeps_the_non_wheel_rule(fixture_project: Path) -> None:
+    (fixture_project / "dist").mkdir()
+    (fixture_project / "dist" / "x-1.0.tar.gz").write_bytes(b"")
+    _add_pypi(fixture_project, "./dist/x-1.0.tar.gz", "x", "1.0")
+    lock = fixture_project / LOCK_NAME
+    with pytest.raises(UnsupportedEntryError, match="--ignore-pypi-non-wheel"):
+        plan_lock(lock, "default", "linux-64", strict=False)
+    _, warnings = plan_lock(lock, "default", "linux-64", ignore_pypi_non_wheel=True)
+    assert warnings == ["skipping PyPI entry that is not a wheel: x (./dist/x-1.0.tar.gz)"]
+
+
+def test_named_platform_by_name_or_subdir(fixture_channel: FixtureChannel, tmp_path: Path) -> None:
+    """Lock v7 names platforms (pixi-pack's `-p jetson`); the plan is for the conda subdir."""
+    source = rattler.LockFile.from_path(fixture_channel.lock_v7).environment("default")
+    assert source is not None
+    arm = next(p for p in source.platforms() if p.name == "linux-aarch64")
+    records = source.conda_repodata_records_for_platform(arm) or []
+    jetson = rattler.LockPlatform("jetson", rattler.Subdir("linux-aarch64"))
+    lock = rattler.LockFile([jetson])
+    lock.set_channels("default", [rattler.LockChannel("https://fixture.envpack.invalid/channel/")])
+    for record in records:
+        lock.add_conda_package("default", jetson, record)
+    path = tmp_path / LOCK_NAME
+    lock.to_path(path)
+    by_name, _ = plan_lock(path, "default", "jetson")
+    by_subdir, _ = plan_lock(path, "default", "linux-aarch64")
+    assert by_name == by_subdir
+    assert by_name.platform == "linux-aarch64"
+    assert len(by_name.downloads) == len(records)
+    with pytest.raises(LockError, match="jetson"):
+        plan_lock(path, "default", "linux-64")

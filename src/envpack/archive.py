@@ -8,7 +8,9 @@ single byte of it is used.
 from __future__ import annotations
 
 import io
+import os
 import posixpath
+import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ _COPY_CHUNK = 1 << 20
 # tar pads to 10 KiB records (GNU tar, Python) or more with large blocking factors; 1 MiB
 # of zeros after the end marker is generous, more is a bomb feeding on our patience.
 _TRAILING_LIMIT = 1 << 20
+# A pack written as a folder is read in the order the archive writer adds these.
+_METADATA_FIRST = ("envpack.json", "pixi-pack.json", "environment.yml", "sbom.cdx.json")
 
 
 class Writable(Protocol):
@@ -272,3 +276,45 @@ def iter_members(raw: BinaryIO) -> Iterator[Member]:
             raise ArchiveError("archive is truncated (no end-of-archive marker)")
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise ArchiveError(f"archive is corrupt or truncated ({exc})") from None
+
+
+def members_of(source: BinaryIO | Path) -> Iterator[Member]:
+    """The members of an archive stream, or of a pack written as a folder."""
+    return iter_directory(source) if isinstance(source, Path) else iter_members(source)
+
+
+def iter_directory(root: Path) -> Iterator[Member]:
+    """Yield a folder pack's files as iter_members yields an archive's, in the archive's order.
+
+    Each entry passes the same check_member as a tar member, so a symlink, a device or a
+    setuid file in the folder is refused just as it would be inside an archive.
+    """
+    if not any((root / n).is_file() for n in _METADATA_FIRST[:2]):
+        # Checked before walking: a mistyped path could be a home directory.
+        raise ArchiveError(
+            f"{root} is a directory but no pack (no envpack.json or pixi-pack.json in it)"
+        )
+    names: list[str] = []
+    for top, dirs, files in os.walk(root):
+        dirs.sort()
+        for entry in [*files, *(d for d in dirs if (Path(top) / d).is_symlink())]:
+            path = Path(top) / entry
+            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            st = path.lstat()
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.type = _TAR_TYPES.get(stat.S_IFMT(st.st_mode), tarfile.CHRTYPE)
+            names.append(check_member(info))
+    first = [n for n in _METADATA_FIRST if n in names]
+    # repodata.json before the package files, as the writer orders them.
+    rest = sorted(set(names) - set(first), key=lambda n: (not n.endswith("/repodata.json"), n))
+    for name in [*first, *rest]:
+        try:
+            handle = (root / name).open("rb")
+        except OSError as exc:
+            raise ArchiveError(f"cannot read {root / name}: {exc.strerror}") from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            yield Member(name=name, size=size, stream=_Guarded(handle))
+
+
+_TAR_TYPES = {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFLNK: tarfile.SYMTYPE}

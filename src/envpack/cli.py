@@ -46,7 +46,8 @@ def main_command(
     manifest: Annotated[
         Path,
         typer.Argument(
-            help="pixi.lock, or the project directory that holds it.", show_default=False
+            help="pixi.lock, the pixi.toml or pyproject.toml beside it, or their directory.",
+            show_default=False,
         ),
     ] = Path(),
     environment: Annotated[
@@ -63,10 +64,11 @@ def main_command(
         typer.Option(
             "-o",
             "--output",
+            "--output-file",
             metavar="FILE",
             help="Archive to write; '-' writes to stdout. An existing file needs --force. "
             "[default: environment.tar; environment.sh with --create-executable; "
-            "sbom.cdx.json with --sbom-only]",
+            "environment with --directory-only; sbom.cdx.json with --sbom-only]",
             show_default=False,
         ),
     ] = None,
@@ -82,6 +84,8 @@ def main_command(
     cache: Annotated[
         Path | None,
         typer.Option(
+            "--cache",
+            "--use-cache",
             metavar="DIR",
             help=f"Download cache; every hit is verified again. [default: {DEFAULT_HELP}]",
         ),
@@ -104,7 +108,10 @@ def main_command(
     inject: Annotated[
         list[Path] | None,
         typer.Option(
-            metavar="FILE", help="Add a local .conda, .tar.bz2 or .whl file (repeatable)."
+            "-i",
+            "--inject",
+            metavar="FILE",
+            help="Add a local .conda, .tar.bz2 or .whl file (repeatable).",
         ),
     ] = None,
     retries: Annotated[
@@ -130,6 +137,8 @@ def main_command(
     unpacker: Annotated[
         Path | None,
         typer.Option(
+            "--unpacker",
+            "--pixi-unpack-source",
             metavar="FILE",
             help="The static envunpack to embed. [default: envunpack-ARCH-linux from "
             "$ENVPACK_UNPACKER_DIR or ./dist]",
@@ -153,6 +162,46 @@ def main_command(
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
+    prefix: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Pack this installed environment (conda-meta/ is read) instead of a lock. "
+            "Package files come from package caches (--use-cache, conda/mamba/pixi's) or "
+            "are downloaded again.",
+        ),
+    ] = None,
+    ignore_pip_installed: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-pip-installed",
+            help="With --prefix: leave out pip-installed packages, with a warning.",
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse editable and path source dependencies in the lock instead of "
+            "skipping them with a warning.",
+        ),
+    ] = False,
+    directory_only: Annotated[
+        bool,
+        typer.Option(
+            "--directory-only",
+            help="Write the archive's contents as a folder (default name: environment), "
+            "e.g. for rsync; `envunpack FOLDER` unpacks it with the same checks.",
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "-c",
+            "--config",
+            help="A pixi/rattler config.toml: its mirrors and download concurrency are used.",
+        ),
+    ] = None,
     completion: Annotated[str | None, completion_option("envpack")] = None,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
@@ -172,25 +221,33 @@ def main_command(
       envpack --sbom-only -o sbom.json        # its SBOM, without downloading
     """
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
-    import rattler
-
     from envpack.fetch import FetchOptions
     from envpack.pack import PackOptions, pack, write_sbom
+    from envpack.pixiconfig import load_config
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     try:
         mirrors = pixi_config_mirrors(_pixi_config_files())
+        if config is not None:
+            settings = load_config(config)
+            for warning in settings.warnings:
+                reporter.warn(warning)
+            mirrors.update(settings.mirrors)
+            # The file's value unless --concurrency was given (8 is its default).
+            concurrency = (
+                settings.concurrency if concurrency == 8 and settings.concurrency else concurrency
+            )
         mirrors.update(parse_mirror(m) for m in mirror or [])
     except ValueError as exc:
         raise EnvpackError(str(exc)) from None
     if output is None:
-        output = _default_output(sbom_only, create_executable)
+        output = _default_output(sbom_only, create_executable, directory_only)
     options = PackOptions(
         manifest_path=manifest,
         output=None if output == "-" else Path(output),
         force=force,
         environment=environment,
-        platform=platform or str(rattler.Subdir.current()),
+        platform=platform,
         compression=compression,
         level=level,
         cache_dir=cache,
@@ -201,6 +258,11 @@ def main_command(
         fetch=FetchOptions(concurrency=concurrency, attempts=retries, timeout=timeout),
         create_executable=create_executable,
         unpacker=unpacker,
+        prefix=prefix,
+        ignore_pip_installed=ignore_pip_installed,
+        package_caches=(cache,) if cache is not None else (),
+        strict=strict,
+        directory_only=directory_only,
     )
     if dry_run:
         _print_plan(options, reporter, as_json)
@@ -218,9 +280,12 @@ def main_command(
     _print_result(result, as_json, quiet)
 
 
-def _default_output(sbom_only: bool, create_executable: bool) -> str:
+def _default_output(sbom_only: bool, create_executable: bool, directory_only: bool) -> str:
+    """pixi-pack's defaults, and ours for the SBOM."""
     if sbom_only:
         return "sbom.cdx.json"
+    if directory_only:
+        return "environment"
     return "environment.sh" if create_executable else "environment.tar"
 
 

@@ -15,18 +15,33 @@ from envpack.models import Artifact, Download, Plan
 from envpack.urls import redact
 
 LOCK_NAME = "pixi.lock"
+MANIFEST_NAMES = ("pixi.toml", "pyproject.toml")
 # Fields a repodata.json entry may not carry: they describe where a file was found.
 _LOCATION_FIELDS = ("fn", "url", "channel")
 
 
 def find_lock(path: Path) -> Path:
-    """Accept a lock file, or a project directory holding `pixi.lock`."""
+    """Accept a lock file, a project directory holding `pixi.lock`, or a manifest beside it."""
     try:
-        lock = path / LOCK_NAME if path.is_dir() else path
-        found = lock.is_file()
+        return _find_lock(path)
     except OSError as exc:  # EACCES on a parent: is_dir() raises rather than saying False
         raise LockError(f"cannot read {path}: {exc.strerror}") from None
-    if not found:
+
+
+def _find_lock(path: Path) -> Path:
+    if path.is_dir() and not (path / LOCK_NAME).exists():
+        # A project without its lock yet: name the manifest that needs `pixi lock`.
+        path = next((path / m for m in MANIFEST_NAMES if (path / m).is_file()), path)
+    if path.name in MANIFEST_NAMES and not path.is_dir():
+        # pixi-pack takes the manifest, as pixi does; the lock beside it is what we read.
+        if not path.is_file():
+            raise LockError(f"no manifest at {path}: pass a pixi.toml, pyproject.toml or pixi.lock")
+        lock = path.parent / LOCK_NAME
+        if not lock.is_file():
+            raise LockError(f"no {LOCK_NAME} next to {path}; run `pixi lock`")
+        return lock
+    lock = path / LOCK_NAME if path.is_dir() else path
+    if not lock.is_file():
         raise LockError(f"no lock file at {lock}: run `pixi lock` first, or pass the lock's path")
     return lock
 
@@ -45,7 +60,12 @@ def load_lock(lock: Path) -> tuple[rattler.LockFile, bytes]:
 
 
 def plan_lock(
-    lock: Path, environment: str, platform: str, *, ignore_pypi_non_wheel: bool = False
+    lock: Path,
+    environment: str,
+    platform: str,
+    *,
+    ignore_pypi_non_wheel: bool = False,
+    strict: bool = False,
 ) -> tuple[Plan, list[str]]:
     """Read the lock and return the plan plus warnings (skipped entries)."""
     lock_file, data = load_lock(lock)
@@ -55,6 +75,10 @@ def plan_lock(
         raise LockError(f"environment {environment!r} is not in {lock.name} (it has: {names})")
     lock_platform = next((p for p in env.platforms() if p.name == platform), None)
     if lock_platform is None:
+        # As pixi-pack: -p is a platform's name in the lock (v7 `jetson`) or its conda subdir.
+        by_subdir = [p for p in env.platforms() if str(p.subdir) == platform]
+        lock_platform = by_subdir[0] if len(by_subdir) == 1 else None
+    if lock_platform is None:
         names = ", ".join(sorted(p.name for p in env.platforms())) or "none"
         raise LockError(
             f"environment {environment!r} is not locked for platform {platform!r} "
@@ -63,6 +87,7 @@ def plan_lock(
     downloads: list[Download] = []
     unsupported: list[str] = []
     skipped: list[str] = []
+    sources: list[str] = []
     depends: list[str] = []
     for package in env.packages(lock_platform) or []:
         if isinstance(package, rattler.CondaLockedBinaryPackage):
@@ -71,7 +96,9 @@ def plan_lock(
             depends.extend(download.record.get("depends", []))  # type: ignore[arg-type]
         elif isinstance(package, rattler.PypiLockedPackage):
             wheel = _wheel_download(package, lock.parent)
-            if wheel is not None:
+            if wheel is None and _is_project_dir(package.location, lock.parent):
+                sources.append(f"{package.name} ({package.location})")
+            elif wheel is not None:
                 downloads.append(wheel)
             elif ignore_pypi_non_wheel:
                 skipped.append(f"{package.name} ({redact(package.location)})")
@@ -85,12 +112,22 @@ def plan_lock(
             + ", ".join(unsupported)
             + "; build them first, or skip PyPI source distributions with --ignore-pypi-non-wheel"
         )
+    if sources and strict:
+        raise UnsupportedEntryError(
+            f"cannot pack editable or path source dependencies: {', '.join(sources)}; build a "
+            "wheel of each (e.g. `python -m build --wheel`) and pass it with --inject"
+        )
     warnings = [f"skipping PyPI entry that is not a wheel: {s}" for s in skipped]
+    if sources:
+        warnings.append(
+            f"skipping editable or path source dependencies: {', '.join(sources)}; to ship "
+            "them, build a wheel of each and pass it with --inject (--strict refuses instead)"
+        )
     virtual = _virtual_from_platform([str(v) for v in lock_platform.virtual_packages])
     virtual = virtual or _virtual_from_depends(depends)
     plan = Plan(
         environment=environment,
-        platform=platform,
+        platform=str(lock_platform.subdir),
         lock_sha256=hashlib.sha256(data).hexdigest(),
         virtual_packages=tuple(sorted(set(virtual))),
         downloads=tuple(sorted(downloads, key=lambda d: d.artifact.path)),
@@ -132,6 +169,22 @@ def conda_download(
         size=record.size,
     )
     return Download(artifact=artifact, url=url or str(record.url), record=fields)
+
+
+def _is_project_dir(location: str, lock_dir: Path) -> bool:
+    """A local directory: pixi's editable installs (`pixi init --format pyproject` adds the
+    project itself) and path dependencies, both built from source at install time.
+
+    py-rattler 0.28 does not expose the lock's `editable` flag, but only a directory can be
+    editable, and a non-editable directory is just as unshippable without a build.
+    """
+    location = location.removeprefix("direct+")
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path)).is_dir()
+    if parts.scheme and len(parts.scheme) > 1:
+        return False
+    return (lock_dir / location).is_dir()
 
 
 def _wheel_download(package: rattler.PypiLockedPackage, lock_dir: Path) -> Download | None:

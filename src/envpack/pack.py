@@ -1,11 +1,9 @@
-"""Packing, step by step: plan → inject → fetch → write the archive atomically."""
+"""Packing, step by step: plan → inject → checks → fetch → write the archive (or folder)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -14,30 +12,26 @@ from pathlib import Path
 
 import rattler
 import urllib3
+from packaging.utils import canonicalize_name
 
-from envpack import __version__
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
 from envpack.cachedir import default_cache_dir, ensure_cache_dir
-from envpack.errors import EnvpackError, LockError, UsageError, cause_text, output_error
+from envpack.errors import EnvpackError, LockError, UsageError, output_error
 from envpack.fetch import Cache, Credentials, Fetched, Fetcher, FetchOptions, default_http
-from envpack.lockfile import conda_download, find_lock, plan_lock
-from envpack.manifest import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    PIXI_PACK_NAME,
-    SBOM_NAME,
-    manifest_to_json,
-    pixi_pack_json,
-)
-from envpack.models import CHANNEL_DIR, Artifact, Download, Listed, Manifest, Plan
+from envpack.inject import inject, injected
+from envpack.lockfile import find_lock, plan_lock
+from envpack.manifest import manifest_to_json
+from envpack.models import Download, Manifest, Plan
 from envpack.output import HashingWriter, atomic_output, check_output
-from envpack.progress import Bar, Reporter
-from envpack.sbom import Subject, plan_items, sbom_json
+from envpack.packcontents import manifest_for, shipped, subject, write_members
+from envpack.packdir import DirectoryWriter, atomic_directory, check_directory_output
+from envpack.pkgcache import channel_layout, default_caches, find_cached
+from envpack.prefix import plan_prefix
+from envpack.progress import Reporter
+from envpack.sbom import plan_items, sbom_json
 from envpack.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
 from envpack.urls import apply_mirrors
-from envpack.wheelcheck import check_plan_wheels, injected_wheel
-
-ENVIRONMENT_YML = "environment.yml"
+from envpack.wheelcheck import check_plan_wheels
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,8 @@ class PackOptions:
     manifest_path: Path
     output: Path | None  # None writes to stdout
     environment: str = "default"
-    platform: str = field(default_factory=lambda: str(rattler.Subdir.current()))
+    # None: the host's for a lock, the prefix's own for --prefix.
+    platform: str | None = None
     compression: Compression = "zstd"
     level: int = DEFAULT_LEVEL
     cache_dir: Path | None = None  # None: default_cache_dir()
@@ -56,7 +51,12 @@ class PackOptions:
     fetch: FetchOptions = field(default_factory=FetchOptions)
     create_executable: bool = False
     unpacker: Path | None = None
-    force: bool = False  # replace an existing output file (never an input)
+    force: bool = False  # replace an existing output (never an input)
+    prefix: Path | None = None  # pack this installed environment instead of a lock
+    ignore_pip_installed: bool = False
+    package_caches: Sequence[Path] = ()  # searched for a prefix's package files first
+    strict: bool = False  # refuse editable and path source dependencies instead of skipping
+    directory_only: bool = False  # write the archive's members as a folder
 
 
 @dataclass(frozen=True)
@@ -68,30 +68,64 @@ class PackResult:
 
 
 def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
-    """Read the lock, add injected packages, and check the result is shippable."""
-    lock = find_lock(options.manifest_path)
-    plan, warnings = plan_lock(
-        lock,
-        options.environment,
-        options.platform,
-        ignore_pypi_non_wheel=options.ignore_pypi_non_wheel,
-    )
+    """Read the lock (or the prefix), add injected packages, and check it is shippable."""
+    return _planned(options, reporter)[0]
+
+
+def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetched]]:
+    """The plan, plus the package files that package caches already hold, verified."""
+    local: list[Fetched] = []
+    if options.prefix is not None and options.manifest_path != Path():
+        raise UsageError("--prefix packs an installed environment, not a lock; drop the lock")
+    if options.prefix is None and options.ignore_pip_installed:
+        raise UsageError("--ignore-pip-installed only makes sense with --prefix")
+    if options.prefix is not None:
+        caches = [*options.package_caches, *default_caches(options.prefix, os.environ, Path.home())]
+        found = plan_prefix(
+            options.prefix,
+            options.platform,
+            caches,
+            ignore_pip_installed=options.ignore_pip_installed,
+            shipped=frozenset(
+                canonicalize_name(p.name.split("-")[0])
+                for p in options.inject
+                if p.suffix == ".whl"
+            ),
+        )
+        plan, warnings, local = found.plan, list(found.warnings), list(found.local)
+    else:
+        lock = find_lock(options.manifest_path)
+        plan, warnings = plan_lock(
+            lock,
+            options.environment,
+            options.platform or str(rattler.Subdir.current()),
+            ignore_pypi_non_wheel=options.ignore_pypi_non_wheel,
+            strict=options.strict,
+        )
+        # A pixi-pack --use-cache dir or a conda pkgs/ dir given as --use-cache is reused too.
+        hits = (find_cached(d, channel_layout(d, options.package_caches)) for d in plan.downloads)
+        local = [hit for hit in hits if hit is not None]
     for warning in warnings:
         reporter.warn(warning)
     if options.inject:
-        injected = [replace(_injected(p), injected=True) for p in options.inject]
-        plan = _inject(plan, injected, reporter)
+        plan = inject(plan, [injected(p) for p in options.inject], reporter)
     _check_subdirs(plan)
     check_plan_wheels(plan)
-    return plan
+    kept = {d.artifact.path for d in plan.downloads}
+    return plan, [f for f in local if f.artifact.path in kept]
 
 
 def pack(
     options: PackOptions, reporter: Reporter, http: urllib3.PoolManager | None = None
 ) -> PackResult:
-    plan = make_plan(options, reporter)
-    unpacker = _unpacker(options)
-    check_output(options.output, _inputs(options, unpacker), force=options.force)
+    if options.directory_only and options.create_executable:
+        raise UsageError("--directory-only and --create-executable exclude each other")
+    plan, local = _planned(options, reporter)
+    unpacker = _unpacker(options, plan.platform)
+    inputs = _inputs(options, unpacker)
+    if options.directory_only:
+        check_directory_output(options.output)
+    check_output(options.output, inputs, force=options.force and not options.directory_only)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
     fetcher = Fetcher(
@@ -101,17 +135,23 @@ def pack(
         options.fetch,
         Credentials.load(options.auth_file),
     )
-    mirrored = [replace(d, url=apply_mirrors(d.url, options.mirrors)) for d in plan.downloads]
+    have = {f.artifact.path for f in local}
+    mirrored = [
+        replace(d, url=apply_mirrors(d.url, options.mirrors))
+        for d in plan.downloads
+        if d.artifact.path not in have
+    ]
+    if local:
+        reporter.info(f"{len(local)} package files found in package caches")
+    if options.directory_only and options.output is not None:
+        fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
+        return _write_folder(options.output, plan, fetched, reporter)
     with atomic_output(options.output, executable=unpacker is not None) as out:
-        reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
-        try:
-            fetched = fetcher.fetch_all(mirrored)
-        except OSError as exc:  # the fetcher's own reads and writes are of the cache
-            raise output_error(cache, exc, "writing the download cache") from None
-        artifacts = _shipped(fetched)
+        fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
+        artifacts = shipped(fetched)
         # From the verified downloads' hashes: the SBOM states what the archive holds.
-        sbom = sbom_json(plan_items(plan, artifacts), _subject(plan))
-        manifest = _manifest(plan, artifacts, sbom)
+        sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
+        manifest = manifest_for(plan, artifacts, sbom)
         reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
         offset = 0
         if unpacker is not None:
@@ -121,7 +161,8 @@ def pack(
         payload = HashingWriter(out)
         bar = reporter.bar("write", sum(f.size for f in fetched), "B")
         try:
-            _write_archive(payload, plan, fetched, manifest, sbom, options, bar)
+            with ArchiveWriter(payload, options.compression, options.level) as writer:
+                write_members(writer, plan, fetched, manifest, sbom, bar)
         finally:
             bar.close()
         if unpacker is not None:
@@ -132,17 +173,39 @@ def pack(
     return PackResult(options.output, manifest, digest, out.size)
 
 
-def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
-    """Every file a pack reads, so that no spelling of -o can overwrite one of them."""
-    found: list[tuple[str, Path]] = []
-    with contextlib.suppress(EnvpackError):
-        found.append(("the lock", find_lock(options.manifest_path)))
-    if options.manifest_path.is_file():
-        found.append(("the manifest", options.manifest_path))
-    found += [("an --inject file", p) for p in options.inject]
-    if unpacker is not None:
-        found.append(("the --unpacker", unpacker))
-    return found
+def _fetch(
+    fetcher: Fetcher,
+    mirrored: list[Download],
+    local: list[Fetched],
+    cache: Path,
+    plan: Plan,
+    reporter: Reporter,
+) -> list[Fetched]:
+    reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
+    try:
+        return [*fetcher.fetch_all(mirrored), *local]
+    except OSError as exc:  # the fetcher's own reads and writes are of the cache
+        raise output_error(cache, exc, "writing the download cache") from None
+
+
+def _write_folder(
+    output: Path, plan: Plan, fetched: list[Fetched], reporter: Reporter
+) -> PackResult:
+    artifacts = shipped(fetched)
+    sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
+    manifest = manifest_for(plan, artifacts, sbom)
+    reporter.info(f"writing the folder {output}")
+    bar = reporter.bar("write", sum(f.size for f in fetched), "B")
+    try:
+        with atomic_directory(output) as root:
+            folder = DirectoryWriter(root)
+            write_members(folder, plan, fetched, manifest, sbom, bar)
+    finally:
+        bar.close()
+    # A folder has no single hash: its manifest names every file's sha256.
+    return PackResult(
+        output, manifest, hashlib.sha256(manifest_to_json(manifest)).hexdigest(), folder.size
+    )
 
 
 def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
@@ -156,89 +219,48 @@ def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
             f"{len(unhashed)} artifacts have no sha256 in the lock and are listed without one "
             f"(e.g. {unhashed[0]}); a packed archive's SBOM has the hash of what it ships"
         )
-    sbom = sbom_json(plan_items(plan), _subject(plan))
+    sbom = sbom_json(plan_items(plan), subject(plan))
     with atomic_output(options.output) as out:
         out.write(sbom)
         out.flush()
     return sbom
 
 
-def _unpacker(options: PackOptions) -> Path | None:
+def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
+    """Every file a pack reads, so that no spelling of -o can overwrite one of them."""
+    found: list[tuple[str, Path]] = []
+    if options.prefix is None:
+        with contextlib.suppress(EnvpackError):
+            found.append(("the lock", find_lock(options.manifest_path)))
+        if options.manifest_path.is_file():
+            found.append(("the manifest", options.manifest_path))
+    else:
+        found.append(("the --prefix", options.prefix))
+    found += [("an --inject file", p) for p in options.inject]
+    if unpacker is not None:
+        found.append(("the --unpacker", unpacker))
+    return found
+
+
+def _unpacker(options: PackOptions, platform: str) -> Path | None:
+    if options.unpacker is not None and options.unpacker.parts[0] in ("http:", "https:"):
+        raise UsageError(
+            f"--pixi-unpack-source {options.unpacker}: a URL cannot be embedded; download "
+            "the static envunpack and pass its path"
+        )
     if not options.create_executable:
         if options.unpacker is not None:
             raise UsageError("--unpacker only makes sense with --create-executable")
         return None
     search = [Path(p) for p in os.environ.get("ENVPACK_UNPACKER_DIR", "").split(":") if p]
     search.append(Path.cwd() / "dist")  # where scripts/build-unpacker puts it
-    return find_unpacker(options.platform, options.unpacker, search)
+    return find_unpacker(platform, options.unpacker, search)
 
 
 def _copy_into(source: Path, out: Writable) -> int:
     with source.open("rb") as fh:
         shutil.copyfileobj(fh, out, 1 << 20)
     return source.stat().st_size
-
-
-# --- injected packages -------------------------------------------------------------------------
-
-
-def _injected(path: Path) -> Download:
-    if not path.is_file():
-        raise EnvpackError(f"--inject {path}: no such file")
-    name = path.name
-    if name.endswith(".whl"):
-        return injected_wheel(path)
-    if not (name.endswith(".conda") or name.endswith(".tar.bz2")):
-        raise EnvpackError(f"--inject {path}: expected a .conda, .tar.bz2 or .whl file")
-    try:
-        record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
-    except Exception as exc:  # noqa: BLE001 - rattler raises assorted types for bad archives
-        raise EnvpackError(
-            f"--inject {path}: not a valid conda package ({cause_text(exc)})"
-        ) from None
-    # Records of injected files come from their own index.json; hashes are of the file itself.
-    return conda_download(record, url=path.resolve().as_uri(), filename=name)
-
-
-def _inject(plan: Plan, injected: list[Download], reporter: Reporter) -> Plan:
-    names = {(d.artifact.kind, d.artifact.name) for d in injected}
-    kept = [d for d in plan.downloads if (d.artifact.kind, d.artifact.name) not in names]
-    for replaced in set(plan.downloads) - set(kept):
-        reporter.warn(f"--inject replaces {replaced.artifact.label} from the lock")
-    downloads = sorted([*kept, *injected], key=lambda d: d.artifact.path)
-    _check_depends(injected, [d for d in downloads if d.artifact.kind == "conda"])
-    return replace(plan, downloads=tuple(downloads))
-
-
-def _check_depends(injected: list[Download], conda: list[Download]) -> None:
-    records = [_package_record(d) for d in conda]
-    missing: list[str] = []
-    for download in injected:
-        for dep in download.record.get("depends", []):  # type: ignore[attr-defined]
-            if str(dep).startswith("__"):
-                continue  # virtual packages are the target's business, checked at unpack
-            spec = rattler.MatchSpec(str(dep))
-            if not any(spec.matches(r) for r in records):
-                missing.append(f"{download.artifact.name} needs '{dep}'")
-    if missing:
-        raise EnvpackError(
-            "injected packages have unmet dependencies: "
-            + "; ".join(missing)
-            + " (inject those too, or add them to the lock)"
-        )
-
-
-def _package_record(download: Download) -> rattler.PackageRecord:
-    fields = download.record
-    depends = fields.get("depends", [])
-    return rattler.PackageRecord(
-        name=download.artifact.name,
-        version=download.artifact.version,
-        build=rattler.BuildString.new_unchecked(download.artifact.build),
-        build_number=int(fields.get("build_number", 0)),  # type: ignore[call-overload]
-        subdir=download.artifact.subdir,
-        depends=[str(d) for d in depends] if isinstance(depends, list) else [],
-    )
 
 
 def _check_subdirs(plan: Plan) -> None:
@@ -253,98 +275,6 @@ def _check_subdirs(plan: Plan) -> None:
             f"packages for another platform than {plan.platform}: {', '.join(wrong)}; "
             "check the lock or the injected files"
         )
-
-
-# --- the archive -------------------------------------------------------------------------------
-
-
-def _shipped(fetched: list[Fetched]) -> tuple[Artifact, ...]:
-    return tuple(
-        replace(f.artifact, sha256=f.sha256, size=f.size)
-        for f in sorted(fetched, key=lambda f: f.artifact.path)
-    )
-
-
-def _subject(plan: Plan) -> Subject:
-    return Subject(plan.environment, plan.platform, plan.lock_sha256)
-
-
-def _manifest(plan: Plan, artifacts: tuple[Artifact, ...], sbom: bytes) -> Manifest:
-    listed = Listed(SBOM_NAME, hashlib.sha256(sbom).hexdigest(), len(sbom))
-    return Manifest(
-        format_version=FORMAT_VERSION,
-        envpack_version=__version__,
-        platform=plan.platform,
-        environment=plan.environment,
-        lock_sha256=plan.lock_sha256,
-        virtual_packages=plan.virtual_packages,
-        artifacts=artifacts,
-        sbom=listed,
-    )
-
-
-def repodata(plan: Plan, fetched: list[Fetched]) -> dict[str, bytes]:
-    """`channel/<subdir>/repodata.json` from the lock's records, so repodata patches survive."""
-    by_path = {f.artifact.path: f for f in fetched}
-    subdirs: dict[str, dict[str, dict[str, object]]] = {"noarch": {}, plan.platform: {}}
-    for download in plan.downloads:
-        if download.artifact.kind != "conda":
-            continue
-        got = by_path[download.artifact.path]
-        record = dict(download.record)
-        record.update(sha256=got.sha256, size=got.size)
-        if download.artifact.md5:
-            record["md5"] = download.artifact.md5
-        subdirs[download.artifact.subdir][download.artifact.filename] = record
-    out: dict[str, bytes] = {}
-    for subdir, records in subdirs.items():
-        doc = {
-            "info": {"subdir": subdir},
-            "packages": {k: v for k, v in records.items() if k.endswith(".tar.bz2")},
-            "packages.conda": {k: v for k, v in records.items() if k.endswith(".conda")},
-            "removed": [],
-            "repodata_version": 1,
-        }
-        out[f"{CHANNEL_DIR}/{subdir}/repodata.json"] = json.dumps(doc, sort_keys=True).encode()
-    return out
-
-
-def environment_yml(plan: Plan) -> bytes:
-    """Lets conda or micromamba install the unpacked archive without envpack."""
-    lines = ["channels:", "  - ./channel", "  - nodefaults", "dependencies:"]
-    wheels = []
-    for d in plan.downloads:
-        a = d.artifact
-        if a.kind == "conda":
-            lines.append(f"  - {a.name}={a.version}={a.build}")
-        else:
-            wheels.append(f"      - ./{a.path}")
-    if wheels:
-        lines += ["  - pip:", *wheels]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _write_archive(
-    out: Writable,
-    plan: Plan,
-    fetched: list[Fetched],
-    manifest: Manifest,
-    sbom: bytes,
-    options: PackOptions,
-    bar: Bar,
-) -> None:
-    with ArchiveWriter(out, options.compression, options.level) as writer:
-        # The manifest first, so a reader can refuse the archive before writing anything.
-        writer.add_bytes(MANIFEST_NAME, manifest_to_json(manifest))
-        writer.add_bytes(PIXI_PACK_NAME, pixi_pack_json(plan.platform))
-        writer.add_bytes(ENVIRONMENT_YML, environment_yml(plan))
-        # Before the packages, so `envunpack --list --sbom` stops reading early.
-        writer.add_bytes(SBOM_NAME, sbom)
-        for name, data in sorted(repodata(plan, fetched).items()):
-            writer.add_bytes(name, data)
-        for item in sorted(fetched, key=lambda f: f.artifact.path):
-            writer.add_file(item.artifact.path, item.path)
-            bar.update(item.size)
 
 
 def _mb(size: int) -> str:

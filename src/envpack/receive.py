@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from envpack.archive import Member, iter_members
+from envpack.archive import Member, members_of
 from envpack.errors import ArchiveError
 from envpack.hostcheck import (
     check_platform,
@@ -51,8 +51,9 @@ class Received:
 class Reader:
     """One pass over an archive: `head()` before anything is written, then `rest()`."""
 
-    def __init__(self, source: BinaryIO) -> None:
-        self._members = iter_members(source)
+    def __init__(self, source: BinaryIO | Path) -> None:
+        # A stream (tar, plain or zstd) or a pack written as a folder (--directory-only).
+        self._members = members_of(source)
         self._pending: Member | None = None
         self.got = Received()
 
@@ -138,7 +139,7 @@ class Reader:
         yield from self._members
 
 
-def read_manifest(source: BinaryIO) -> Manifest | dict[str, object]:
+def read_manifest(source: BinaryIO | Path) -> Manifest | dict[str, object]:
     """The manifest of an envpack archive, or a summary of a pixi-pack one; writes nothing."""
     reader = Reader(source)
     got = reader.head(check_host=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from envpack.archive import Member, iter_members
+from envpack.archive import Member, members_of
 from envpack.errors import ArchiveError, EnvpackError
 from envpack.manifest import (
     MANIFEST_NAME,
@@ -62,13 +62,13 @@ def verify(member: Member, listed: Listed) -> bytes:
     return data
 
 
-def read_sbom(source: BinaryIO) -> Sbom:
+def read_sbom(source: BinaryIO | Path) -> Sbom:
     """The verified SBOM of an envpack archive, or one made from a pixi-pack archive's repodata."""
     listed: Listed | None = None
     platform: str | None = None
     repodata: dict[str, bytes] = {}
     hashed: dict[str, tuple[str, int]] = {}  # member → (sha256, size)
-    for member in iter_members(source):
+    for member in members_of(source):
         if member.name == MANIFEST_NAME:
             manifest = manifest_from_json(_read(member))
             if manifest.sbom is None:

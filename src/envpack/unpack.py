@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,6 +33,10 @@ from envpack.staging import (
 from envpack.wheels import install_wheels
 
 _ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+_NO_SUCH_SCRIPT = {
+    "cmd": "cmd.exe scripts only run on Windows and this environment is for Linux",
+    "nushell": "rattler (which writes the scripts) has no nushell activation yet",
+}
 
 __all__ = ["CheckResult", "UnpackOptions", "UnpackResult", "check", "read_manifest", "unpack"]
 
@@ -67,8 +71,8 @@ class CheckResult:
     size: int
 
 
-def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
-    _check_options(options)
+def unpack(source: BinaryIO | Path, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
+    options = _check_options(options, reporter)
     out_dir = options.output_dir.absolute()
     target = out_dir / options.env_name
     if not options.force:
@@ -100,7 +104,7 @@ def unpack(source: BinaryIO, options: UnpackOptions, reporter: Reporter) -> Unpa
             remove_created(created)
 
 
-def check(source: BinaryIO, reporter: Reporter) -> CheckResult:
+def check(source: BinaryIO | Path, reporter: Reporter) -> CheckResult:
     """Everything unpack verifies (format, platform, glibc, every hash, wheel fit), no writes.
 
     The repodata goes to a private temp dir for rattler to parse; nothing else touches disk.
@@ -115,11 +119,19 @@ def check(source: BinaryIO, reporter: Reporter) -> CheckResult:
     return CheckResult(_platform(got), got.manifest, len(chosen), len(got.wheels), size)
 
 
-def _check_options(options: UnpackOptions) -> None:
+def _check_options(options: UnpackOptions, reporter: Reporter) -> UnpackOptions:
     if not _ENV_NAME.fullmatch(options.env_name) or options.env_name in (".", ".."):
         raise UsageError(f"invalid --env-name {options.env_name!r}: use letters, digits, ._+-")
+    if options.shell in _NO_SUCH_SCRIPT:
+        # pixi-unpack takes these; one line says why the script is for bash instead.
+        reporter.warn(
+            f"--shell {options.shell}: {_NO_SUCH_SCRIPT[options.shell]}; "
+            "writing the bash activation script instead"
+        )
+        options = replace(options, shell="bash")  # noqa: S604 - a dataclass field, no subprocess
     if options.shell not in SHELLS:
         raise UsageError(f"unknown --shell {options.shell!r}; choose from {', '.join(SHELLS)}")
+    return options
 
 
 def _platform(got: Received) -> str:

@@ -38,6 +38,7 @@ def activation_hint(script: Path, shell: str) -> str:
 
 
 app = new_app()
+DEFAULT_PACK = "environment.tar"
 
 
 def _version(value: bool) -> None:
@@ -51,8 +52,8 @@ def main_command(
     archive: Annotated[
         str | None,
         typer.Argument(
-            help="Archive made by envpack or pixi-pack; '-' reads stdin. "
-            "Omit it when this program is a self-extracting file.",
+            help="Archive made by envpack or pixi-pack (or one written as a folder); "
+            "'-' reads stdin. Omit it when this program is a self-extracting file.",
             show_default=False,
         ),
     ] = None,
@@ -67,7 +68,12 @@ def main_command(
     ] = "env",
     shell: Annotated[
         str,
-        typer.Option(help=f"Shell of the activation script: {', '.join(SHELL_NAMES)}."),
+        typer.Option(
+            "-s",
+            "--shell",
+            help=f"Shell of the activation script: {', '.join(SHELL_NAMES)} "
+            "(cmd and nushell: bash, with a warning).",
+        ),
     ] = "bash",
     force: Annotated[
         bool,
@@ -221,7 +227,7 @@ class _ArchiveSource:
         self._archive = archive
         self._file: BinaryIO | None = None
 
-    def __enter__(self) -> BinaryIO:
+    def __enter__(self) -> BinaryIO | Path:
         from envpack import selfextract
 
         if self._archive == "-":
@@ -234,6 +240,10 @@ class _ArchiveSource:
         if self._archive is None:
             program = selfextract.own_executable()
             payload = selfextract.find_payload(program)
+            if payload is None and Path(DEFAULT_PACK).is_file():
+                # pixi-unpack's default: the pack pixi-pack writes by default, here.
+                self._file = Path(DEFAULT_PACK).open("rb")
+                return self._file
             if payload is None:
                 cut = selfextract.truncation(program)
                 if cut is not None:
@@ -246,7 +256,8 @@ class _ArchiveSource:
             except FileNotFoundError:
                 raise EnvpackError(f"no such archive: {path}") from None
             except IsADirectoryError:
-                raise EnvpackError(f"{path} is a directory, not an archive") from None
+                # A pack written with --directory-only (or by pixi-pack): same checks.
+                return path
             except OSError as exc:
                 raise EnvpackError(f"cannot read {path}: {exc.strerror}") from None
             payload = selfextract.find_payload(path)
@@ -266,7 +277,7 @@ class _ArchiveSource:
             self._file.close()
 
 
-def _print_sbom(source: BinaryIO) -> None:
+def _print_sbom(source: BinaryIO | Path) -> None:
     from envpack.sbomread import read_sbom
 
     got = read_sbom(source)
