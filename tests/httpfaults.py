@@ -137,7 +137,8 @@ class FaultServer:
     def _record_and_next_fault(self, raw_path: str, headers: dict[str, str]) -> str:
         path = urlsplit(raw_path).path
         with self._lock:
-            self.requests.append(Recorded(raw_path, headers))
+            # Header names as HTTP/1 clients differ in case (hyper sends them lowercase).
+            self.requests.append(Recorded(raw_path, {k.title(): v for k, v in headers.items()}))
             script = self._scripts.get(path)
             if script:
                 return script.pop(0)

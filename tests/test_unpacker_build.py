@@ -31,6 +31,8 @@ BANNED = (
     "envpack.cli",
     "envpack.pack",
     "envpack.fetch",
+    "envpack.fetcherrors",
+    "envpack.netconfig",
     "envpack.lockfile",
     "envpack.wheelcheck",
     "urllib3",

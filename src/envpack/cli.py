@@ -5,7 +5,6 @@ Typer only: parse, build PackOptions, call `envpack.pack`, print the outcome.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,7 +19,6 @@ from envpack.errors import EnvpackError
 from envpack.jsonout import document
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.textout import columns
-from envpack.urls import parse_mirror, pixi_config_mirrors
 
 if TYPE_CHECKING:
     from envpack.pack import PackOptions, PackResult
@@ -32,12 +30,6 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"envpack {__version__}")
         raise typer.Exit()
-
-
-def _pixi_config_files() -> list[Path]:
-    home = Path.home()
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    return [Path("/etc/pixi/config.toml"), xdg / "pixi" / "config.toml", home / ".pixi/config.toml"]
 
 
 @app.command()
@@ -85,6 +77,16 @@ def main_command(
         ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel downloads.")] = 8,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="pixi/rattler config.toml (repeatable; mirrors, s3-options, proxy-config, "
+            "tls-no-verify), over pixi's global and project config.",
+        ),
+    ] = None,
     mirror: Annotated[
         list[str] | None,
         typer.Option(
@@ -96,7 +98,8 @@ def main_command(
         Path | None,
         typer.Option(
             metavar="FILE",
-            help="rattler credentials JSON (host → token/basic). [default: $RATTLER_AUTH_FILE]",
+            help="rattler credentials JSON (host → token/basic), used instead of "
+            "$RATTLER_AUTH_FILE, ~/.netrc and the keyring.",
         ),
     ] = None,
     inject: Annotated[
@@ -163,14 +166,16 @@ def main_command(
     import rattler
 
     from envpack.fetch import FetchOptions
+    from envpack.netconfig import NetworkOptions, parse_mirror
     from envpack.pack import PackOptions, pack
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
-    try:
-        mirrors = pixi_config_mirrors(_pixi_config_files())
-        mirrors.update(parse_mirror(m) for m in mirror or [])
-    except ValueError as exc:
-        raise EnvpackError(str(exc)) from None
+    network = NetworkOptions(
+        config_files=tuple(config or ()),
+        project_dir=manifest if manifest.is_dir() else manifest.parent,
+        auth_file=auth_file,
+        mirrors=tuple(parse_mirror(m) for m in mirror or []),
+    )
     if output is None:
         output = "environment.sh" if create_executable else "environment.tar"
     options = PackOptions(
@@ -182,8 +187,7 @@ def main_command(
         compression=compression,
         level=level,
         cache_dir=cache,
-        mirrors=mirrors,
-        auth_file=auth_file,
+        network=network,
         inject=tuple(inject or ()),
         ignore_pypi_non_wheel=ignore_pypi_non_wheel,
         fetch=FetchOptions(concurrency=concurrency, attempts=retries, timeout=timeout),

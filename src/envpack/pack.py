@@ -7,18 +7,18 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import rattler
-import urllib3
+from rattler.networking import Client
 
 from envpack import __version__
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
 from envpack.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.errors import EnvpackError, LockError, UsageError, cause_text, output_error
-from envpack.fetch import Cache, Credentials, Fetched, Fetcher, FetchOptions, default_http
+from envpack.fetch import Cache, Fetched, Fetcher, FetchOptions
 from envpack.lockfile import conda_download, find_lock, plan_lock
 from envpack.manifest import (
     FORMAT_VERSION,
@@ -28,10 +28,10 @@ from envpack.manifest import (
     pixi_pack_json,
 )
 from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
+from envpack.netconfig import NetworkOptions, load_config, local_mirror, make_client
 from envpack.output import HashingWriter, atomic_output, check_output
 from envpack.progress import Bar, Reporter
 from envpack.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
-from envpack.urls import apply_mirrors
 from envpack.wheelcheck import check_plan_wheels, injected_wheel
 
 ENVIRONMENT_YML = "environment.yml"
@@ -46,8 +46,7 @@ class PackOptions:
     compression: Compression = "zstd"
     level: int = DEFAULT_LEVEL
     cache_dir: Path | None = None  # None: default_cache_dir()
-    mirrors: Mapping[str, str] = field(default_factory=dict)
-    auth_file: Path | None = None
+    network: NetworkOptions = field(default_factory=NetworkOptions)
     inject: Sequence[Path] = ()
     ignore_pypi_non_wheel: bool = False
     fetch: FetchOptions = field(default_factory=FetchOptions)
@@ -82,22 +81,16 @@ def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
     return plan
 
 
-def pack(
-    options: PackOptions, reporter: Reporter, http: urllib3.PoolManager | None = None
-) -> PackResult:
+def pack(options: PackOptions, reporter: Reporter, client: Client | None = None) -> PackResult:
     plan = make_plan(options, reporter)
     unpacker = _unpacker(options)
     check_output(options.output, _inputs(options, unpacker), force=options.force)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
-    fetcher = Fetcher(
-        Cache(cache),
-        http or default_http(),
-        reporter,
-        options.fetch,
-        Credentials.load(options.auth_file),
-    )
-    mirrored = [replace(d, url=apply_mirrors(d.url, options.mirrors)) for d in plan.downloads]
+    config = load_config(options.network)
+    fetcher = Fetcher(Cache(cache), client or make_client(config), reporter, options.fetch)
+    mirrors = config.mirrors
+    mirrored = [replace(d, url=local_mirror(d.url, mirrors)) for d in plan.downloads]
     with atomic_output(options.output, executable=unpacker is not None) as out:
         reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
         try:
