@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import rattler
 from rattler.exceptions import AuthenticationStorageError, ConfigError
@@ -18,6 +19,9 @@ from rattler.networking import Client
 
 from envpack import __version__
 from envpack.errors import EnvpackError
+from envpack.urls import redact
+
+MIRROR_SCHEMES = frozenset({"http", "https", "s3", "gcs", "oci", "file"})
 
 
 class NetworkConfigError(EnvpackError):
@@ -69,7 +73,19 @@ def load_config(options: NetworkOptions) -> rattler.Config:
         # A trailing slash on both sides: a mirror replaces whole path segments only.
         key = json.dumps(original.rstrip("/") + "/")
         config.set(f"mirrors.{key}", json.dumps([mirror.rstrip("/") + "/"]))
+    _check_mirror_schemes(config)
     return config
+
+
+def _check_mirror_schemes(config: rattler.Config) -> None:
+    for original, targets in config.mirrors.items():
+        for target in targets:
+            scheme = urlsplit(target).scheme.lower()
+            if scheme not in MIRROR_SCHEMES:
+                raise NetworkConfigError(
+                    f"mirror {redact(target)} for {redact(original)}: unsupported URL scheme "
+                    f"'{scheme}'; use http(s)://, s3://, gcs://, oci:// or file://"
+                )
 
 
 def make_client(config: rattler.Config) -> Client:
