@@ -154,8 +154,8 @@ class Fetcher:
     def fetch_all(self, downloads: Iterable[Download]) -> list[Fetched]:
         """Fetch every download; the first permanent failure cancels the rest and is raised.
 
-        Ctrl-C (or SIGTERM, raised as KeyboardInterrupt) cancels every download at once; each
-        removes its own `.part` file on the way out.
+        Ctrl-C or SIGTERM (raised in the main thread by the CLI) cancels every download at
+        once; each removes its own `.part` file on the way out.
         """
         return asyncio.run(self._fetch_all(list(downloads)))
 
