@@ -1,6 +1,6 @@
 """Real servers for the channel-scheme tests, started as processes and stopped by PID on
 127.0.0.1: moto's standalone S3 server, Debian's docker-registry (distribution 2.8) over
-TLS with htpasswd auth, and a self-signed certificate for both and for HTTPS.
+TLS with htpasswd auth, a proxy, and a test CA with a certificate for them and for HTTPS.
 """
 
 from __future__ import annotations
@@ -67,18 +67,41 @@ def process(
             proc.wait()
 
 
-def self_signed(where: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (IP SAN) and its key, from openssl."""
-    cert, key = where / "cert.pem", where / "key.pem"
-    if not cert.exists():
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1"],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
-    return cert, key
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path  # a test CA, to trust through SSL_CERT_FILE
+    cert: Path  # a server certificate for 127.0.0.1 (IP SAN) that the CA signed
+    key: Path
+
+
+def certificates(where: Path) -> Certificates:
+    """A CA and a server certificate it signed, from openssl (webpki refuses a self-signed
+    server certificate as its own anchor, so the test CA is a CA)."""
+    out = Certificates(where / "ca.pem", where / "cert.pem", where / "key.pem")
+    if out.cert.exists():
+        return out
+
+    def openssl(*args: str | Path) -> None:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+    ca_key, csr, ext = where / "ca.key", where / "cert.csr", where / "ext.cnf"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", ca_key,
+            "-out", out.ca, "-subj", "/CN=envpack test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", out.key, "-out", csr,
+            "-subj", "/CN=127.0.0.1")  # fmt: skip
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", csr, "-CA", out.ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-days", "2", "-out", out.cert, "-extfile", ext)  # fmt: skip
+    return out
+
+
+@contextlib.contextmanager
+def forward_proxy(tmp: Path) -> Iterator[str]:
+    """proxy.py (from PyPI): a real HTTP proxy that tunnels https with CONNECT."""
+    port = free_port()
+    argv: list[str | Path] = [BIN / "proxy", "--hostname", "127.0.0.1", "--port", str(port)]
+    with process([*argv, "--threaded"], port, tmp / "proxy.log"):
+        yield f"http://127.0.0.1:{port}"
 
 
 # --- S3 --------------------------------------------------------------------------------------
@@ -157,7 +180,7 @@ def oci_registry(tmp: Path, files: Mapping[str, Path], repo_prefix: str) -> Iter
     import bcrypt
     import oras.client
 
-    cert, key = self_signed(tmp)
+    certs = certificates(tmp)
     user, password = "reader", "registry-pw-7f3e"
     (tmp / "htpasswd").write_text(
         f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
@@ -168,7 +191,7 @@ def oci_registry(tmp: Path, files: Mapping[str, Path], repo_prefix: str) -> Iter
         "storage": {"filesystem": {"rootdirectory": str(tmp / "registry-data")}},
         "http": {
             "addr": f"127.0.0.1:{REGISTRY_PORT}",
-            "tls": {"certificate": str(cert), "key": str(key)},
+            "tls": {"certificate": str(certs.cert), "key": str(certs.key)},
         },
         "auth": {"htpasswd": {"realm": "envpack-test", "path": str(tmp / "htpasswd")}},
     }
@@ -179,7 +202,9 @@ def oci_registry(tmp: Path, files: Mapping[str, Path], repo_prefix: str) -> Iter
         argv: list[str | Path] = ["docker-registry", "serve", tmp / "registry.yml"]
         with process(argv, REGISTRY_PORT, tmp / "registry.log"):
             client = oras.client.OrasClient(
-                hostname=f"127.0.0.1:{REGISTRY_PORT}", tls_verify=str(cert), auth_backend="basic"
+                hostname=f"127.0.0.1:{REGISTRY_PORT}",
+                tls_verify=str(certs.ca),
+                auth_backend="basic",
             )
             client.auth.set_basic_auth(user, password)
             # Up front: oras-py sends each request bare first, and the registry's early 401

@@ -17,7 +17,7 @@ from envpack.errors import FetchError
 from envpack.fetcherrors import Transient, classify, giving_up
 from envpack.netconfig import NetworkOptions, load_config, make_client
 from tests.httpfaults import FaultServer
-from tests.servers import self_signed
+from tests.servers import certificates
 
 SECRET = "fe-t0ken-5ecret-12"
 
@@ -86,9 +86,9 @@ def test_a_refused_connection_is_said_in_words(client: Client) -> None:
 
 
 def test_an_untrusted_certificate_is_named(client: Client, tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
+    certs = certificates(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(certs.cert, certs.key)
     with FaultServer({"/x": b"x"}, tls=context) as server:
         url = server.url("/x")
         final = giving_up("pkg 1.0", url, 2, classify(_raised(client, url), url))

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +23,16 @@ import pytest
 from tests.clirun import BIN, assert_one_error_line
 from tests.fixtures.channel import PLACEHOLDER_URL, FixtureChannel, lock_for
 from tests.httpfaults import FaultServer
-from tests.servers import S3_KEY, Registry, moto_s3, oci_registry, self_signed
+from tests.servers import (
+    S3_KEY,
+    Certificates,
+    Registry,
+    certificates,
+    forward_proxy,
+    free_port,
+    moto_s3,
+    oci_registry,
+)
 
 TOKEN = "schemes-t0ken-5ecret-88"
 # rattler looks credentials up by the channel's own host, before its mirror middleware
@@ -184,22 +194,45 @@ def test_netrc_with_a_wrong_password(project: Path, files: dict[str, Path], tmp_
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    cert, key = self_signed(tmp_path_factory.mktemp("tls"))
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls(certs: Certificates) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(certs.cert, certs.key)
     return context
 
 
-def test_https_self_signed_with_tls_no_verify(
+def test_https_with_an_untrusted_certificate(
     project: Path, files: dict[str, Path], reference: str, tmp_path: Path, tls: ssl.SSLContext
 ) -> None:
     with FaultServer(_by_url_path(files), tls=tls) as server:
         mirror = ("--mirror", _mirror_to(server.base_url))
         refused = _pack(project, tmp_path, *mirror)
-        _refused(tmp_path, refused, "certificate")
+        _refused(tmp_path, refused, "certificate", "not trusted")
         config = _config(tmp_path, "tls-no-verify = true\n")
         result = _pack(project, tmp_path, *mirror, "-c", config)
+    assert _archive_sha(tmp_path, result) == reference
+
+
+@pytest.mark.parametrize("roots", ["system", "webpki"])
+def test_https_with_a_ca_from_ssl_cert_file(
+    project: Path,
+    files: dict[str, Path],
+    reference: str,
+    tmp_path: Path,
+    tls: ssl.SSLContext,
+    certs: Certificates,
+    roots: str,
+) -> None:
+    # A corporate CA, the way pixi users add one: SSL_CERT_FILE, whatever tls-root-certs says.
+    config = _config(tmp_path, f'tls-root-certs = "{roots}"\n')
+    env = _env(tmp_path / "home", SSL_CERT_FILE=str(certs.ca))
+    with FaultServer(_by_url_path(files), tls=tls) as server:
+        mirror = ("--mirror", _mirror_to(server.base_url))
+        result = _pack(project, tmp_path, *mirror, "-c", config, env=env)
     assert _archive_sha(tmp_path, result) == reference
 
 
@@ -214,6 +247,22 @@ def test_http_proxy_from_config(
         seen = [r.path for r in proxy.requests]
     assert _archive_sha(tmp_path, result) == reference
     assert seen and all(p.startswith("http://mirror.envpack.invalid/channel/") for p in seen)
+
+
+def test_https_through_a_proxy_from_config(
+    project: Path, files: dict[str, Path], reference: str, tmp_path: Path, tls: ssl.SSLContext
+) -> None:
+    with FaultServer(_by_url_path(files), tls=tls) as server, forward_proxy(tmp_path) as proxy:
+        mirror = ("--mirror", _mirror_to(server.base_url))
+        config = _config(tmp_path, f'tls-no-verify = true\n[proxy-config]\nhttps = "{proxy}"\n')
+        result = _pack(project, tmp_path, *mirror, "-c", config)
+        assert _archive_sha(tmp_path, result) == reference
+        # The proxy is really on the way: one that is not there stops every download.
+        (tmp_path / "env.tar").unlink()
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        dead = _config(tmp_path, f'tls-no-verify = true\n[proxy-config]\nhttps = "{nowhere}"\n')
+        shutil.rmtree(tmp_path / "cache")
+        _refused(tmp_path, _pack(project, tmp_path, *mirror, "-c", dead), "giving up")
 
 
 # --- s3:// -------------------------------------------------------------------------------------
