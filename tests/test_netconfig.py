@@ -18,6 +18,7 @@ from envpack.models import Artifact, Download
 from envpack.netconfig import (
     NetworkConfigError,
     NetworkOptions,
+    download_concurrency,
     load_config,
     make_client,
     parse_mirror,
@@ -272,3 +273,11 @@ def test_environment_is_left_alone(tmp_path: Path) -> None:
     before = dict(os.environ)
     load_config(NetworkOptions(auth_file=_auth_file(tmp_path, {"BearerToken": "x"})))
     assert dict(os.environ) == before
+
+
+def test_download_concurrency_only_when_a_file_sets_it(tmp_path: Path) -> None:
+    unset = load_config(NetworkOptions(default_locations=False))
+    assert download_concurrency(unset) is None  # rattler's default of 50 is not ours
+    config = tmp_path / "config.toml"
+    config.write_text("[concurrency]\ndownloads = 3\n")
+    assert download_concurrency(load_config(NetworkOptions(config_files=(config,)))) == 3

@@ -76,7 +76,15 @@ def main_command(
             help=f"Download cache; every hit is verified again. [default: {DEFAULT_HELP}]",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel downloads.")] = 8,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Parallel downloads. [default: the config's concurrency.downloads, else 8]",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[
         list[Path] | None,
         typer.Option(

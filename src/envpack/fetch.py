@@ -32,6 +32,7 @@ from envpack.progress import Bar, Reporter
 from envpack.urls import redact, strip_credentials
 
 _CHUNK = 1 << 20
+DEFAULT_CONCURRENCY = 8
 # Schemes rattler's client serves (file:// and local paths are read here, without it).
 NETWORK_SCHEMES = frozenset({"http", "https", "s3", "gcs", "oci"})
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -39,7 +40,7 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 @dataclass(frozen=True)
 class FetchOptions:
-    concurrency: int = 8
+    concurrency: int | None = None  # None: the config's concurrency.downloads, else 8
     attempts: int = 5
     timeout: float = 30.0  # seconds without a byte before an attempt is abandoned
     backoff: float = 0.5
@@ -166,7 +167,7 @@ class Fetcher:
         total = sum(d.artifact.size or 0 for d in items) or None
         byte_bar = self._reporter.bar("download", total, "B")
         count_bar = self._reporter.bar("packages", len(items), "pkg")
-        slots = asyncio.Semaphore(max(1, self._options.concurrency))
+        slots = asyncio.Semaphore(max(1, self._options.concurrency or DEFAULT_CONCURRENCY))
 
         async def one(download: Download) -> Fetched:
             async with slots:

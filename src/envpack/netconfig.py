@@ -8,6 +8,7 @@ failures into one-line errors. Packer-only.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,14 @@ def _check_mirror_schemes(config: rattler.Config) -> None:
                     f"mirror {redact(target)} for {redact(original)}: unsupported URL scheme "
                     f"'{scheme}'; use http(s)://, s3://, gcs://, oci:// or file://"
                 )
+
+
+def download_concurrency(config: rattler.Config) -> int | None:
+    """`concurrency.downloads` if a config file set it (rattler's own default is 50)."""
+    # to_toml() writes only what differs from the defaults, which tells "set" from "unset".
+    table = tomllib.loads(config.to_toml()).get("concurrency", {})
+    value = table.get("downloads") if isinstance(table, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def make_client(config: rattler.Config) -> Client:

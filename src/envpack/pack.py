@@ -28,7 +28,13 @@ from envpack.manifest import (
     pixi_pack_json,
 )
 from envpack.models import CHANNEL_DIR, Download, Manifest, Plan
-from envpack.netconfig import NetworkOptions, load_config, local_mirror, make_client
+from envpack.netconfig import (
+    NetworkOptions,
+    download_concurrency,
+    load_config,
+    local_mirror,
+    make_client,
+)
 from envpack.output import HashingWriter, atomic_output, check_output
 from envpack.progress import Bar, Reporter
 from envpack.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
@@ -88,7 +94,10 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
     config = load_config(options.network)
-    fetcher = Fetcher(Cache(cache), client or make_client(config), reporter, options.fetch)
+    fetch = options.fetch
+    if fetch.concurrency is None:
+        fetch = replace(fetch, concurrency=download_concurrency(config))
+    fetcher = Fetcher(Cache(cache), client or make_client(config), reporter, fetch)
     mirrors = config.mirrors
     mirrored = [replace(d, url=local_mirror(d.url, mirrors)) for d in plan.downloads]
     with atomic_output(options.output, executable=unpacker is not None) as out:
