@@ -281,3 +281,35 @@ def test_download_concurrency_only_when_a_file_sets_it(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[concurrency]\ndownloads = 3\n")
     assert download_concurrency(load_config(NetworkOptions(config_files=(config,)))) == 3
+
+
+@pytest.mark.parametrize(
+    ("mirror", "words"),
+    [
+        (("notaurl", "https://m.example"), "both sides must be URLs"),
+        ((CF, "https://m exa mple"), "both sides must be URLs"),
+        ((CF, "ftp://m.example/cf"), "unsupported URL scheme 'ftp'"),
+        ((CF, f"https://u:{SECRET}@m exa mple"), "both sides must be URLs"),
+    ],
+)
+def test_bad_mirror_is_one_clear_error(mirror: tuple[str, str], words: str) -> None:
+    with pytest.raises(NetworkConfigError) as info:
+        load_config(NetworkOptions(mirrors=(mirror,), default_locations=False))
+    assert words in str(info.value)
+    assert "\n" not in str(info.value) and SECRET not in str(info.value)
+
+
+def test_a_directory_is_not_a_config_or_auth_file(tmp_path: Path) -> None:
+    with pytest.raises(NetworkConfigError, match="is not a file"):
+        load_config(NetworkOptions(config_files=(tmp_path,), default_locations=False))
+    with pytest.raises(NetworkConfigError, match="is not a file"):
+        load_config(NetworkOptions(auth_file=tmp_path, default_locations=False))
+
+
+def test_a_config_error_shows_no_secret(tmp_path: Path) -> None:
+    bad = tmp_path / "config.toml"
+    bad.write_text(f'[mirrors]\n"{CF}/" = ["https://u:{SECRET}@m exa mple/"]\n')
+    with pytest.raises(NetworkConfigError) as info:
+        load_config(NetworkOptions(config_files=(bad,), default_locations=False))
+    assert str(bad) in str(info.value)
+    assert SECRET not in str(info.value)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envpack.urls import redact, strip_credentials
+from envpack.urls import redact, redact_text, strip_credentials
 
 CF = "https://conda.anaconda.org/conda-forge"
 
@@ -99,3 +99,11 @@ def test_strip_credentials_leaves_no_secret(user: str, password: str, token: str
     )
     assert (basic, found) == ((user, password), token)
     assert clean == "https://repo.example.com/ch/x.conda"
+
+
+def test_redact_text_hides_every_url_secret_and_query() -> None:
+    text = 'bad "https://u:pw@h.example/t/TOK/x?X-Amz-Signature=s1g" and (s3://b/k?sig=2)'
+    shown = redact_text(text)
+    for secret in ("pw", "TOK", "s1g", "sig=2"):
+        assert secret not in shown
+    assert "https://***@h.example/t/***/x" in shown and "s3://b/k" in shown

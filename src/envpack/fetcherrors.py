@@ -14,7 +14,7 @@ import ssl
 from urllib.parse import urlsplit
 
 from envpack.errors import FetchError
-from envpack.urls import redact
+from envpack.urls import redact, redact_text
 
 _STATUS = re.compile(r"HTTP status (?:client|server) error \((\d{3})")
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -139,10 +139,5 @@ def _check_certificate(sock: socket.socket, host: str) -> None:
 
 
 def _safe(text: str) -> str:
-    """rattler's first line, with any URL in it reduced to its redacted form without query."""
-    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
-
-    def clean(match: re.Match[str]) -> str:
-        return redact(match.group(0).split("?", 1)[0])
-
-    return re.sub(r"[a-z][a-z0-9+.-]*://[^\s)]+", clean, line)
+    """rattler's first line, with any URL in it redacted and without its query."""
+    return redact_text(text.strip().splitlines()[0] if text.strip() else "unknown error")

@@ -20,7 +20,7 @@ from rattler.networking import Client
 
 from envpack import __version__
 from envpack.errors import EnvpackError
-from envpack.urls import redact
+from envpack.urls import redact, redact_text
 
 MIRROR_SCHEMES = frozenset({"http", "https", "s3", "gcs", "oci", "file"})
 
@@ -59,23 +59,35 @@ def config_locations(options: NetworkOptions) -> list[tuple[Path, bool]]:
 def load_config(options: NetworkOptions) -> rattler.Config:
     """pixi's config files, then -c files, then --auth-file and --mirror on top."""
     for path in options.config_files:
-        if not path.is_file():
-            raise NetworkConfigError(f"config file {path} does not exist")
+        _check_file(path, "config file")
     locations = [*config_locations(options), *((p, False) for p in options.config_files)]
     try:
         config = rattler.Config.load_from_locations(list(locations))
     except ConfigError as exc:
         raise NetworkConfigError(_config_message(exc, locations)) from None
     if options.auth_file is not None:
-        if not options.auth_file.is_file():
-            raise NetworkConfigError(f"--auth-file {options.auth_file} does not exist")
+        _check_file(options.auth_file, "--auth-file")
         config.set("authentication-override-file", str(options.auth_file.resolve()))
     for original, mirror in options.mirrors:
         # A trailing slash on both sides: a mirror replaces whole path segments only.
         key = json.dumps(original.rstrip("/") + "/")
-        config.set(f"mirrors.{key}", json.dumps([mirror.rstrip("/") + "/"]))
+        try:
+            config.set(f"mirrors.{key}", json.dumps([mirror.rstrip("/") + "/"]))
+        except ValueError as exc:
+            # rattler quotes the offending URL, secrets and all, after the reason: drop it.
+            reason = str(exc).strip().splitlines()[-1].split(": ", 1)[0]
+            raise NetworkConfigError(
+                f"--mirror {redact(original)}={redact(mirror)}: {reason}; both sides must be URLs"
+            ) from None
     _check_mirror_schemes(config)
     return config
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise NetworkConfigError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise NetworkConfigError(f"{what} {path} is not a file")
 
 
 def _check_mirror_schemes(config: rattler.Config) -> None:
@@ -142,6 +154,7 @@ def _config_message(exc: Exception, locations: list[tuple[Path, bool]]) -> str:
     reason = next((line for line in lines[1:] if line[:1].isalpha()), "")
     detail = lines[0] if lines else type(exc).__name__
     where = f"config file {culprit}" if culprit is not None else "the pixi configuration"
+    reason = redact_text(reason)
     return f"{where} is not valid: {detail}{'; ' + reason if reason else ''}; fix it"
 
 

@@ -6,6 +6,7 @@ import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 _TOKEN = re.compile(r"/t/[^/]+/")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s)\"']+")
 
 
 def redact(url: str) -> str:
@@ -39,3 +40,8 @@ def strip_credentials(url: str) -> tuple[str, tuple[str, str] | None, str | None
             host = f"{host}:{parts.port}"
         url = urlunsplit(parts._replace(netloc=host))
     return url, basic, token
+
+
+def redact_text(text: str) -> str:
+    """Every URL in `text` redacted and without its query (presigned S3 URLs sign there)."""
+    return _URL.sub(lambda m: redact(m.group(0).split("?", 1)[0]), text)
