@@ -32,6 +32,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -199,6 +209,8 @@ def oci_registry(tmp: Path, files: Mapping[str, Path], repo_prefix: str) -> Iter
     lock_path = Path(tempfile.gettempdir()) / "envpack-test-registry-443.lock"
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _port_free(REGISTRY_PORT):
+            pytest.skip(f"127.0.0.1:{REGISTRY_PORT} is taken by something other than these tests")
         argv: list[str | Path] = ["docker-registry", "serve", tmp / "registry.yml"]
         with process(argv, REGISTRY_PORT, tmp / "registry.log"):
             client = oras.client.OrasClient(
