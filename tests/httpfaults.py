@@ -12,14 +12,17 @@ for every later request. Faults:
 - "slowbody:503" (any code): the status line and headers, then the body `delay_seconds` later.
 
 Every request is recorded with its path and headers, so tests can check what went on the wire.
+`tls` serves HTTPS with that context; `guard(path, headers)` returns the path to serve or
+None for a 401 (a server that demands credentials).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -44,6 +47,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         fault = self.server.owner._record_and_next_fault(self.path, dict(self.headers.items()))
         path = urlsplit(self.path).path
+        guard = self.server.owner.guard
+        if guard is not None:
+            allowed = guard(path, {k.title(): v for k, v in self.headers.items()})
+            if allowed is None:
+                self._status(401)
+                return
+            path = allowed
         body = self.server.owner.files.get(path)
         if fault == "delay":
             self.server.owner._stopping.wait(self.server.owner.delay_seconds)
@@ -114,7 +124,11 @@ class FaultServer:
         stall_seconds: float = 3.0,
         delay_seconds: float = 0.25,
         error_body_size: int = 88,
+        tls: ssl.SSLContext | None = None,
+        guard: Callable[[str, Mapping[str, str]], str | None] | None = None,
     ) -> None:
+        self.tls = tls
+        self.guard = guard
         self.files = dict(files)
         self._scripts = {path: list(script) for path, script in (faults or {}).items()}
         self._then = dict(then or {})
@@ -137,7 +151,8 @@ class FaultServer:
     def _record_and_next_fault(self, raw_path: str, headers: dict[str, str]) -> str:
         path = urlsplit(raw_path).path
         with self._lock:
-            self.requests.append(Recorded(raw_path, headers))
+            # Header names as HTTP/1 clients differ in case (hyper sends them lowercase).
+            self.requests.append(Recorded(raw_path, {k.title(): v for k, v in headers.items()}))
             script = self._scripts.get(path)
             if script:
                 return script.pop(0)
@@ -153,7 +168,7 @@ class FaultServer:
     def base_url(self) -> str:
         assert self._server is not None, "use the server as a context manager"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     @property
     def port(self) -> int:
@@ -167,6 +182,8 @@ class FaultServer:
         # Port 0: the kernel picks a free port, so parallel test runs never collide.
         server = _Server(("127.0.0.1", 0), _Handler)
         server.owner = self
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         # A short poll interval: shutdown() waits for the loop to notice, once per test.
         self._thread = threading.Thread(

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-import urllib3
+from rattler.networking import Client
 
 from envpack.errors import EnvpackError, FetchError, HashMismatchError
-from envpack.fetch import Cache, Credentials, Fetcher, FetchOptions
+from envpack.fetch import Cache, Fetcher, FetchOptions
 from envpack.models import Artifact, Download
+from envpack.netconfig import NetworkOptions, load_config, make_client
 from envpack.progress import Bar
 from tests.httpfaults import FaultServer
 
@@ -81,26 +80,29 @@ def _path(artifact: Artifact) -> str:
 
 
 @pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(maxsize=16, block=False)
-    yield pool
-    pool.clear()
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Client:
+    """rattler's client as envpack configures it, blind to the developer's own credentials."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RATTLER_AUTH_FILE", raising=False)
+    return make_client(load_config(NetworkOptions(default_locations=False)))
+
+
+async def _no_sleep(seconds: float) -> None:
+    pass
 
 
 def _fetcher(
     tmp_path: Path,
-    http: urllib3.PoolManager,
+    client: Client,
     reporter: RecordingReporter | None = None,
     options: FetchOptions = FAST,
-    credentials: Credentials | None = None,
 ) -> Fetcher:
     return Fetcher(
         Cache(tmp_path / "cache"),
-        http,
+        client,
         reporter or RecordingReporter(),
         options,
-        credentials,
-        sleep=lambda s: None,
+        sleep=_no_sleep,
     )
 
 
@@ -112,14 +114,14 @@ def _cache_files(tmp_path: Path) -> list[Path]:
 # --- the happy path -----------------------------------------------------------------------
 
 
-def test_concurrent_fetch_of_many_files(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_concurrent_fetch_of_many_files(tmp_path: Path, client: Client) -> None:
     rng = random.Random(7)
     blobs = {f"pkg{i}": rng.randbytes(rng.randrange(0, 300_000)) for i in range(40)}
     artifacts = {name: _artifact(name, data) for name, data in blobs.items()}
     files = {_path(a): blobs[name] for name, a in artifacts.items()}
     with FaultServer(files) as server:
         downloads = [Download(a, server.url(_path(a))) for a in artifacts.values()]
-        fetched = _fetcher(tmp_path, http).fetch_all(downloads)
+        fetched = _fetcher(tmp_path, client).fetch_all(downloads)
         assert [f.artifact for f in fetched] == [d.artifact for d in downloads]
         for item in fetched:
             data = blobs[item.artifact.name]
@@ -129,7 +131,7 @@ def test_concurrent_fetch_of_many_files(tmp_path: Path, http: urllib3.PoolManage
         assert len(server.requests) == len(blobs)
 
 
-def test_downloads_run_in_parallel(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_downloads_run_in_parallel(tmp_path: Path, client: Client) -> None:
     # 16 files that each take 0.25 s to answer: one after another that is 4 s.
     blobs = {f"slow{i}": os.urandom(1000) for i in range(16)}
     artifacts = [_artifact(n, d) for n, d in blobs.items()]
@@ -138,31 +140,31 @@ def test_downloads_run_in_parallel(tmp_path: Path, http: urllib3.PoolManager) ->
     options = FetchOptions(concurrency=8, attempts=1, timeout=5)
     with FaultServer(files, faults, delay_seconds=0.25) as server:
         start = time.monotonic()
-        _fetcher(tmp_path, http, options=options).fetch_all(
+        _fetcher(tmp_path, client, options=options).fetch_all(
             Download(a, server.url(_path(a))) for a in artifacts
         )
         elapsed = time.monotonic() - start
     assert elapsed < 2.0, f"16 × 0.25 s downloads took {elapsed:.2f} s with concurrency 8"
 
 
-def test_file_url(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_file_url(tmp_path: Path, client: Client) -> None:
     data = os.urandom(5000)
     source = tmp_path / "local.conda"
     source.write_bytes(data)
     artifact = _artifact("local", data)
-    fetched = _fetcher(tmp_path, http).fetch(Download(artifact, source.as_uri()))
+    fetched = _fetcher(tmp_path, client).fetch(Download(artifact, source.as_uri()))
     assert fetched.path.read_bytes() == data
 
 
-def test_missing_file_url_is_a_fetch_error(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_missing_file_url_is_a_fetch_error(tmp_path: Path, client: Client) -> None:
     artifact = _artifact("gone", b"x")
     with pytest.raises(FetchError, match="gone"):
-        _fetcher(tmp_path, http).fetch(Download(artifact, (tmp_path / "gone.conda").as_uri()))
+        _fetcher(tmp_path, client).fetch(Download(artifact, (tmp_path / "gone.conda").as_uri()))
 
 
-def test_unsupported_scheme(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_unsupported_scheme(tmp_path: Path, client: Client) -> None:
     with pytest.raises(FetchError, match="scheme"):
-        _fetcher(tmp_path, http).fetch(Download(_artifact("x", b"x"), "ftp://host/x.conda"))
+        _fetcher(tmp_path, client).fetch(Download(_artifact("x", b"x"), "ftp://host/x.conda"))
 
 
 # --- transient faults are retried -----------------------------------------------------------
@@ -181,20 +183,18 @@ def test_unsupported_scheme(tmp_path: Path, http: urllib3.PoolManager) -> None:
         ["429"],
     ],
 )
-def test_transient_faults_are_retried(
-    tmp_path: Path, http: urllib3.PoolManager, script: list[str]
-) -> None:
+def test_transient_faults_are_retried(tmp_path: Path, client: Client, script: list[str]) -> None:
     data = os.urandom(200_000)
     artifact = _artifact("flaky", data)
     path = _path(artifact)
     with FaultServer({path: data}, {path: script}, stall_seconds=3) as server:
-        fetched = _fetcher(tmp_path, http).fetch(Download(artifact, server.url(path)))
+        fetched = _fetcher(tmp_path, client).fetch(Download(artifact, server.url(path)))
         assert server.count(path) >= len(script) + 1
     assert fetched.path.read_bytes() == data
     assert _cache_files(tmp_path) == [fetched.path]
 
 
-def test_transient_faults_among_many_files(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_transient_faults_among_many_files(tmp_path: Path, client: Client) -> None:
     rng = random.Random(11)
     kinds = ["500", "503", "truncate", "close", "ok"]
     blobs = {f"p{i}": rng.randbytes(rng.randrange(1, 100_000)) for i in range(20)}
@@ -202,7 +202,7 @@ def test_transient_faults_among_many_files(tmp_path: Path, http: urllib3.PoolMan
     files = {_path(a): blobs[a.name] for a in artifacts}
     faults = {p: [rng.choice(kinds) for _ in range(rng.randrange(0, 3))] for p in files}
     with FaultServer(files, faults) as server:
-        fetched = _fetcher(tmp_path, http).fetch_all(
+        fetched = _fetcher(tmp_path, client).fetch_all(
             Download(a, server.url(_path(a))) for a in artifacts
         )
     for item in fetched:
@@ -214,9 +214,7 @@ def test_transient_faults_among_many_files(tmp_path: Path, http: urllib3.PoolMan
 
 
 @pytest.mark.parametrize("fault", ["500", "503", "truncate", "stall", "close"])
-def test_persistent_fault_fails_with_the_url(
-    tmp_path: Path, http: urllib3.PoolManager, fault: str
-) -> None:
+def test_persistent_fault_fails_with_the_url(tmp_path: Path, client: Client, fault: str) -> None:
     data = os.urandom(10_000)
     artifact = _artifact("broken", data)
     path = _path(artifact)
@@ -225,7 +223,7 @@ def test_persistent_fault_fails_with_the_url(
         url = server.url(path)
         start = time.monotonic()
         with pytest.raises(FetchError) as info:
-            _fetcher(tmp_path, http, options=options).fetch(Download(artifact, url))
+            _fetcher(tmp_path, client, options=options).fetch(Download(artifact, url))
         elapsed = time.monotonic() - start
         assert 1 <= server.count(path) <= 3
     assert not isinstance(info.value, HashMismatchError)
@@ -234,9 +232,7 @@ def test_persistent_fault_fails_with_the_url(
     assert _cache_files(tmp_path) == []
 
 
-def test_retry_after_an_error_whose_body_arrives_late(
-    tmp_path: Path, http: urllib3.PoolManager
-) -> None:
+def test_retry_after_an_error_whose_body_arrives_late(tmp_path: Path, client: Client) -> None:
     # The 503's body comes 0.3 s after its headers (a proxy's error page, say). With two
     # attempts, the second one must get a clean connection and succeed.
     data = os.urandom(1000)
@@ -244,19 +240,19 @@ def test_retry_after_an_error_whose_body_arrives_late(
     path = _path(artifact)
     options = FetchOptions(attempts=2, timeout=2, backoff=0.001, backoff_max=0.001)
     with FaultServer({path: data}, {path: ["slowbody:503"]}, delay_seconds=0.3) as server:
-        fetched = _fetcher(tmp_path, http, options=options).fetch(
+        fetched = _fetcher(tmp_path, client, options=options).fetch(
             Download(artifact, server.url(path))
         )
     assert fetched.path.read_bytes() == data
 
 
-def test_real_backoff_is_bounded(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_real_backoff_is_bounded(tmp_path: Path, client: Client) -> None:
     # No injected sleep here: the real delays must stay within backoff_max (+50 % jitter).
     data = b"abc"
     artifact = _artifact("slowfail", data)
     path = _path(artifact)
     options = FetchOptions(attempts=4, timeout=1, backoff=0.05, backoff_max=0.1)
-    fetcher = Fetcher(Cache(tmp_path / "cache"), http, RecordingReporter(), options)
+    fetcher = Fetcher(Cache(tmp_path / "cache"), client, RecordingReporter(), options)
     with FaultServer({path: data}, then={path: "503"}) as server:
         start = time.monotonic()
         with pytest.raises(FetchError):
@@ -266,20 +262,20 @@ def test_real_backoff_is_bounded(tmp_path: Path, http: urllib3.PoolManager) -> N
     assert elapsed < 2.0
 
 
-def test_404_fails_at_once(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_404_fails_at_once(tmp_path: Path, client: Client) -> None:
     artifact = _artifact("missing", b"data")
     path = _path(artifact)
     with FaultServer({}) as server:
         url = server.url(path)
         with pytest.raises(FetchError) as info:
-            _fetcher(tmp_path, http).fetch(Download(artifact, url))
+            _fetcher(tmp_path, client).fetch(Download(artifact, url))
         assert server.count(path) == 1
     assert "404" in str(info.value)
     assert url in str(info.value)
     assert _cache_files(tmp_path) == []
 
 
-def test_one_permanent_failure_fails_fetch_all(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_one_permanent_failure_fails_fetch_all(tmp_path: Path, client: Client) -> None:
     blobs = {f"ok{i}": os.urandom(2000) for i in range(10)}
     artifacts = [_artifact(n, d) for n, d in blobs.items()]
     files = {_path(a): blobs[a.name] for a in artifacts}
@@ -287,23 +283,21 @@ def test_one_permanent_failure_fails_fetch_all(tmp_path: Path, http: urllib3.Poo
     with FaultServer(files) as server:
         downloads = [Download(a, server.url(_path(a))) for a in [*artifacts, missing]]
         with pytest.raises(FetchError, match="404"):
-            _fetcher(tmp_path, http).fetch_all(downloads)
+            _fetcher(tmp_path, client).fetch_all(downloads)
     assert not [p for p in _cache_files(tmp_path) if p.name.endswith(".part")]
 
 
 # --- verification -------------------------------------------------------------------------
 
 
-def test_sha256_mismatch_names_package_and_both_hashes(
-    tmp_path: Path, http: urllib3.PoolManager
-) -> None:
+def test_sha256_mismatch_names_package_and_both_hashes(tmp_path: Path, client: Client) -> None:
     promised = os.urandom(4000)
     served = os.urandom(4000)  # same size: only the hash can tell
     artifact = _artifact("liar", promised)
     path = _path(artifact)
     with FaultServer({path: served}) as server:
         with pytest.raises(HashMismatchError) as info:
-            _fetcher(tmp_path, http).fetch(Download(artifact, server.url(path)))
+            _fetcher(tmp_path, client).fetch(Download(artifact, server.url(path)))
         assert server.count(path) == 1  # a hash mismatch is permanent
     message = str(info.value)
     assert "liar" in message
@@ -312,40 +306,40 @@ def test_sha256_mismatch_names_package_and_both_hashes(
     assert _cache_files(tmp_path) == []  # neither the bad file nor a .part
 
 
-def test_size_mismatch_is_refused(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_size_mismatch_is_refused(tmp_path: Path, client: Client) -> None:
     data = os.urandom(100)
     artifact = _artifact("short", data, sha256=False, md5=False)
     artifact = Artifact(**{**artifact.__dict__, "size": 101})
     path = _path(artifact)
     with FaultServer({path: data}) as server, pytest.raises(HashMismatchError, match="size"):
-        _fetcher(tmp_path, http).fetch(Download(artifact, server.url(path)))
+        _fetcher(tmp_path, client).fetch(Download(artifact, server.url(path)))
     assert _cache_files(tmp_path) == []
 
 
-def test_md5_only_artifact_is_verified_by_md5(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_md5_only_artifact_is_verified_by_md5(tmp_path: Path, client: Client) -> None:
     data = os.urandom(3000)
     good = _artifact("md5only", data, sha256=False, md5=True)
     assert good.sha256 is None
     bad = Artifact(**{**good.__dict__, "name": "md5bad", "md5": hashlib.md5(b"other").hexdigest()})
     with FaultServer({_path(good): data, _path(bad): data}) as server:
-        fetched = _fetcher(tmp_path, http).fetch(Download(good, server.url(_path(good))))
+        fetched = _fetcher(tmp_path, client).fetch(Download(good, server.url(_path(good))))
         assert fetched.path.read_bytes() == data
         assert fetched.sha256 == hashlib.sha256(data).hexdigest()
         with pytest.raises(HashMismatchError) as info:
-            _fetcher(tmp_path, http).fetch(Download(bad, server.url(_path(bad))))
+            _fetcher(tmp_path, client).fetch(Download(bad, server.url(_path(bad))))
     assert "md5" in str(info.value)
     assert hashlib.md5(data).hexdigest() in str(info.value)
     assert _cache_files(tmp_path) == [fetched.path]
 
 
-def test_cache_hit_is_not_downloaded_again(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_cache_hit_is_not_downloaded_again(tmp_path: Path, client: Client) -> None:
     data = os.urandom(5000)
     artifact = _artifact("cached", data)
     path = _path(artifact)
     with FaultServer({path: data}) as server:
-        first = _fetcher(tmp_path, http).fetch(Download(artifact, server.url(path)))
+        first = _fetcher(tmp_path, client).fetch(Download(artifact, server.url(path)))
         reporter = RecordingReporter()
-        second = _fetcher(tmp_path, http, reporter).fetch(Download(artifact, server.url(path)))
+        second = _fetcher(tmp_path, client, reporter).fetch(Download(artifact, server.url(path)))
         assert server.count(path) == 1
     assert second.path == first.path
     assert second.sha256 == hashlib.sha256(data).hexdigest()
@@ -353,175 +347,73 @@ def test_cache_hit_is_not_downloaded_again(tmp_path: Path, http: urllib3.PoolMan
 
 
 @pytest.mark.parametrize("kind", ["sha256", "md5", "nohash"])
-def test_corrupt_cache_hit_is_downloaded_again(
-    tmp_path: Path, http: urllib3.PoolManager, kind: str
-) -> None:
+def test_corrupt_cache_hit_is_downloaded_again(tmp_path: Path, client: Client, kind: str) -> None:
     data = os.urandom(5000)
     artifact = _artifact(
         "rotten", data, sha256=kind == "sha256", md5=kind == "md5", size=kind != "nohash"
     )
     path = _path(artifact)
     with FaultServer({path: data}) as server:
-        first = _fetcher(tmp_path, http).fetch(Download(artifact, server.url(path)))
+        first = _fetcher(tmp_path, client).fetch(Download(artifact, server.url(path)))
         corrupted = bytearray(data)
         corrupted[2500] ^= 0xFF
         first.path.write_bytes(bytes(corrupted))
         reporter = RecordingReporter()
-        second = _fetcher(tmp_path, http, reporter).fetch(Download(artifact, server.url(path)))
+        second = _fetcher(tmp_path, client, reporter).fetch(Download(artifact, server.url(path)))
         assert server.count(path) == 2
     assert second.path.read_bytes() == data
     assert second.sha256 == hashlib.sha256(data).hexdigest()
     assert any("corrupt" in w and "rotten" in w for w in reporter.warnings), reporter.warnings
 
 
-def test_retry_never_leaves_partial_files(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_retry_never_leaves_partial_files(tmp_path: Path, client: Client) -> None:
     data = os.urandom(300_000)
     artifact = _artifact("partial", data)
     path = _path(artifact)
     with FaultServer({path: data}, then={path: "truncate"}) as server:
         with pytest.raises(FetchError):
-            _fetcher(tmp_path, http).fetch(Download(artifact, server.url(path)))
+            _fetcher(tmp_path, client).fetch(Download(artifact, server.url(path)))
         assert server.count(path) == FAST.attempts
     assert _cache_files(tmp_path) == []
 
 
-# --- credentials --------------------------------------------------------------------------
+# --- credentials in the URL (auth files and netrc: tests/test_netconfig.py) ---------------
 
 
-def _auth_file(tmp_path: Path, entry: Mapping[str, object], host: str = "127.0.0.1") -> Path:
-    path = tmp_path / "credentials.json"
-    path.write_text(json.dumps({host: entry}))
-    return path
-
-
-def test_bearer_token_from_auth_file(tmp_path: Path, http: urllib3.PoolManager) -> None:
-    data = b"payload"
-    artifact = _artifact("bearer", data)
-    creds = Credentials.load(_auth_file(tmp_path, {"BearerToken": SECRET}))
-    with FaultServer({"/x.conda": data}) as server:
-        _fetcher(tmp_path, http, credentials=creds).fetch(
-            Download(artifact, server.url("/x.conda"))
-        )
-        (request,) = server.requests
-    assert request.headers.get("Authorization") == f"Bearer {SECRET}"
-    assert request.path == "/x.conda"
-
-
-def test_conda_token_from_auth_file(tmp_path: Path, http: urllib3.PoolManager) -> None:
-    data = b"payload"
-    artifact = _artifact("condatoken", data)
-    creds = Credentials.load(_auth_file(tmp_path, {"CondaToken": SECRET}))
-    with FaultServer({f"/t/{SECRET}/linux-64/x.conda": data}) as server:
-        _fetcher(tmp_path, http, credentials=creds).fetch(
-            Download(artifact, server.url("/linux-64/x.conda"))
-        )
-        (request,) = server.requests
-    assert request.path == f"/t/{SECRET}/linux-64/x.conda"
-    assert "Authorization" not in request.headers
-
-
-def test_basic_http_from_auth_file(tmp_path: Path, http: urllib3.PoolManager) -> None:
-    data = b"payload"
-    artifact = _artifact("basic", data)
-    entry = {"BasicHTTP": {"username": "alice", "password": SECRET}}
-    creds = Credentials.load(_auth_file(tmp_path, entry))
-    with FaultServer({"/x.conda": data}) as server:
-        _fetcher(tmp_path, http, credentials=creds).fetch(
-            Download(artifact, server.url("/x.conda"))
-        )
-        (request,) = server.requests
-    expected = base64.b64encode(f"alice:{SECRET}".encode()).decode()
-    assert request.headers.get("Authorization") == f"Basic {expected}"
-
-
-def test_auth_file_for_another_host_is_not_sent(tmp_path: Path, http: urllib3.PoolManager) -> None:
-    data = b"payload"
-    creds = Credentials.load(_auth_file(tmp_path, {"BearerToken": SECRET}, host="example.com"))
-    with FaultServer({"/x.conda": data}) as server:
-        _fetcher(tmp_path, http, credentials=creds).fetch(
-            Download(_artifact("other", data), server.url("/x.conda"))
-        )
-        (request,) = server.requests
-    assert "Authorization" not in request.headers
-
-
-def test_wildcard_host_in_auth_file() -> None:
-    creds = Credentials({"*.example.com": {"BearerToken": "a"}, "exact.org": {"CondaToken": "b"}})
-    assert creds.for_host("repo.example.com") == {"BearerToken": "a"}
-    assert creds.for_host("example.com") is None
-    assert creds.for_host("notexample.com") is None
-    assert creds.for_host("exact.org") == {"CondaToken": "b"}
-
-
-def test_auth_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _auth_file(tmp_path, {"BearerToken": "x"})
-    monkeypatch.setenv("RATTLER_AUTH_FILE", str(path))
-    assert Credentials.load(None).for_host("127.0.0.1") == {"BearerToken": "x"}
-    monkeypatch.delenv("RATTLER_AUTH_FILE")
-    assert Credentials.load(None).entries == {}
-
-
-@pytest.mark.parametrize(
-    "content",
-    [None, "not json", "[1, 2]", '{"host": "token"}'],
-    ids=["missing", "bad", "list", "flat"],
-)
-def test_bad_auth_file_is_a_fetch_error(tmp_path: Path, content: str | None) -> None:
-    path = tmp_path / "auth.json"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(FetchError, match="auth file"):
-        Credentials.load(path)
-
-
-def test_user_and_password_in_url_become_basic_auth(
-    tmp_path: Path, http: urllib3.PoolManager
-) -> None:
+def test_user_and_password_in_url_become_basic_auth(tmp_path: Path, client: Client) -> None:
     data = b"payload"
     with FaultServer({"/x.conda": data}) as server:
         url = f"http://bob:{SECRET}@127.0.0.1:{server.port}/x.conda"
-        _fetcher(tmp_path, http).fetch(Download(_artifact("userinfo", data), url))
+        _fetcher(tmp_path, client).fetch(Download(_artifact("userinfo", data), url))
         (request,) = server.requests
     expected = base64.b64encode(f"bob:{SECRET}".encode()).decode()
     assert request.headers.get("Authorization") == f"Basic {expected}"
     assert SECRET not in request.path
 
 
-def test_percent_encoded_password_in_url_is_decoded(
-    tmp_path: Path, http: urllib3.PoolManager
-) -> None:
+def test_percent_encoded_password_in_url_is_decoded(tmp_path: Path, client: Client) -> None:
     data = b"payload"
     with FaultServer({"/x.conda": data}) as server:
         url = f"http://bob:p%40ss%2Fword@127.0.0.1:{server.port}/x.conda"
-        _fetcher(tmp_path, http).fetch(Download(_artifact("pct", data), url))
+        _fetcher(tmp_path, client).fetch(Download(_artifact("pct", data), url))
         (request,) = server.requests
     expected = base64.b64encode(b"bob:p@ss/word").decode()
     assert request.headers.get("Authorization") == f"Basic {expected}"
 
 
-def test_conda_token_in_url_goes_on_the_wire(tmp_path: Path, http: urllib3.PoolManager) -> None:
+def test_conda_token_in_url_goes_on_the_wire(tmp_path: Path, client: Client) -> None:
     data = b"payload"
     path = f"/t/{SECRET}/linux-64/x.conda"
     with FaultServer({path: data}) as server:
-        _fetcher(tmp_path, http).fetch(Download(_artifact("tok", data), server.url(path)))
+        _fetcher(tmp_path, client).fetch(Download(_artifact("tok", data), server.url(path)))
         (request,) = server.requests
     assert request.path == path
-
-
-def test_url_credentials_win_over_auth_file(tmp_path: Path, http: urllib3.PoolManager) -> None:
-    data = b"payload"
-    creds = Credentials.load(_auth_file(tmp_path, {"BearerToken": "from-file"}))
-    with FaultServer({"/x.conda": data}) as server:
-        url = f"http://bob:pw@127.0.0.1:{server.port}/x.conda"
-        _fetcher(tmp_path, http, credentials=creds).fetch(Download(_artifact("both", data), url))
-        (request,) = server.requests
-    assert request.headers.get("Authorization", "").startswith("Basic ")
 
 
 @pytest.mark.parametrize("failure", ["404", "503", "hash"])
 @pytest.mark.parametrize("where", ["token", "userinfo"])
 def test_secrets_never_appear_in_errors_or_messages(
-    tmp_path: Path, http: urllib3.PoolManager, failure: str, where: str
+    tmp_path: Path, client: Client, failure: str, where: str
 ) -> None:
     data = os.urandom(1000)
     artifact = _artifact("leaky", data if failure != "hash" else b"something else")
@@ -536,7 +428,7 @@ def test_secrets_never_appear_in_errors_or_messages(
         else:
             url = f"http://carol:{SECRET}@127.0.0.1:{server.port}{served_path}"
         with pytest.raises(EnvpackError) as info:
-            _fetcher(tmp_path, http, reporter, options).fetch(Download(artifact, url))
+            _fetcher(tmp_path, client, reporter, options).fetch(Download(artifact, url))
     assert SECRET not in str(info.value)
     assert SECRET not in repr(info.value.args)
     assert SECRET not in reporter.text()

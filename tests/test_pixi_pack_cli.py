@@ -169,8 +169,8 @@ def test_config_mirrors_s3_and_concurrency(
     env = _home(tmp_path)
     result = run_cli("envpack", project, "--config", config, "-o", tmp_path / "e.tar", env=env)
     stderr = _ok(result)
-    warnings = [line for line in stderr.splitlines() if line.startswith("warning")]
-    assert len(warnings) == 1 and "my-s3-bucket" in warnings[0], stderr
+    # The mirror was used (the lock's origin is dead); s3-options are rattler's to use.
+    assert not [line for line in stderr.splitlines() if line.startswith("warning")], stderr
     again = run_cli("envpack", project, "-c", config, "-o", tmp_path / "f.tar", "-q", env=env)
     _ok(again)
     bad = tmp_path / "bad.toml"

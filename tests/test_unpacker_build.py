@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -27,34 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 ENTRY = ROOT / "unpacker" / "envunpack_entry.py"
 
 # Modules only the packer needs: none may load in the unpacker, or the frozen binary would
-# carry them (and their start-up cost) or fail on a missing import.
-BANNED = (
-    "envpack.cli",
-    "envpack.pack",
-    "envpack.fetch",
-    "envpack.lockfile",
-    "envpack.wheelcheck",
-    "envpack.prefix",
-    "envpack.pkgcache",
-    "envpack.pixiconfig",
-    "envpack.packdir",
-    "envpack.inject",
-    "envpack.packcontents",
-    "envpack.sbom",
-    "cyclonedx",
-    "packageurl",
-    "license_expression",
-    "py_serializable",
-    "urllib3",
-    "requests",
-    "docker",
-    "rattler_build",
-    "rich",
-    "pydantic",
-)
+# carry them (and their start-up cost) or fail on a missing import. The one list is
+# pyproject.toml's ruff banned-api table; the SBOM library's own dependencies follow it.
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+BANNED_API = PYPROJECT["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"]
+BANNED = (*sorted(BANNED_API), "license_expression", "py_serializable", "requests")
 # Everything the unpacker runs: the CLI and, lazily, the unpack library behind it.
 UNPACKER_MODULES = (
     "envpack.unpack_cli",
+    "envpack.unpack",
+    "envpack.receive",
+    "envpack.staging",
     "envpack.install",
     "envpack.archive",
     "envpack.manifest",
@@ -65,6 +49,8 @@ UNPACKER_MODULES = (
     "envpack.certs",
     "envpack.buildinfo",
     "envpack.sbomread",
+    "envpack.selfextract",
+    "envpack.activation",
 )
 # What `--help` and `--version` must not pay for: rattler alone is a 55 MB extension.
 HEAVY = ("rattler", "zstandard", "tqdm", "installer", "envpack.install")
@@ -87,6 +73,16 @@ def test_unpacker_imports_no_packer_only_module() -> None:
     assert "envpack.unpack_cli" in loaded
     banned = sorted(m for m in loaded if m in BANNED or m.split(".")[0] in BANNED)
     assert banned == [], f"the unpacker imports packer-only modules: {banned}"
+
+
+def test_packer_modules_may_import_each_other_and_nothing_else_may() -> None:
+    """ruff's per-file ignore must name exactly the banned envpack modules: one list."""
+    ignores = PYPROJECT["tool"]["ruff"]["lint"]["per-file-ignores"]
+    glob = next(k for k, v in ignores.items() if k.startswith("src/envpack/{") and "TID251" in v)
+    allowed = set(glob.removeprefix("src/envpack/{").removesuffix("}.py").split(","))
+    packer = {m.removeprefix("envpack.") for m in BANNED_API if m.startswith("envpack.")}
+    assert allowed == packer
+    assert all((ROOT / "src" / "envpack" / f"{m}.py").is_file() for m in packer)
 
 
 def test_cli_module_loads_nothing_heavy() -> None:

@@ -663,7 +663,8 @@ def test_unpack_side_imports_no_packer_code() -> None:
     code = (
         "import sys, envpack.wheels; "
         "bad = [m for m in ('urllib3', 'envpack.pack', 'envpack.fetch', 'envpack.lockfile', "
-        "'envpack.cli', 'envpack.wheelcheck') if m in sys.modules]; print(bad)"
+        "'envpack.cli', 'envpack.wheelcheck', 'envpack.netconfig', 'envpack.fetcherrors') "
+        "if m in sys.modules]; print(bad)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

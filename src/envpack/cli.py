@@ -5,7 +5,6 @@ Typer only: parse, build PackOptions, call `envpack.pack`, print the outcome.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,7 +20,6 @@ from envpack.errors import EnvpackError, UsageError
 from envpack.jsonout import document
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.textout import columns
-from envpack.urls import parse_mirror, pixi_config_mirrors
 
 if TYPE_CHECKING:
     from envpack.pack import PackOptions, PackResult
@@ -33,12 +31,6 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"envpack {__version__}")
         raise typer.Exit()
-
-
-def _pixi_config_files() -> list[Path]:
-    home = Path.home()
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    return [Path("/etc/pixi/config.toml"), xdg / "pixi" / "config.toml", home / ".pixi/config.toml"]
 
 
 @app.command()
@@ -90,7 +82,25 @@ def main_command(
             help=f"Download cache; every hit is verified again. [default: {DEFAULT_HELP}]",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel downloads.")] = 8,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Parallel downloads. [default: the config's concurrency.downloads, else 8]",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="pixi/rattler config.toml (repeatable; mirrors, s3-options, proxy-config, "
+            "tls-no-verify), over pixi's global and project config.",
+        ),
+    ] = None,
     mirror: Annotated[
         list[str] | None,
         typer.Option(
@@ -102,7 +112,8 @@ def main_command(
         Path | None,
         typer.Option(
             metavar="FILE",
-            help="rattler credentials JSON (host → token/basic). [default: $RATTLER_AUTH_FILE]",
+            help="rattler credentials JSON (host → token/basic), used instead of "
+            "$RATTLER_AUTH_FILE, ~/.netrc and the keyring.",
         ),
     ] = None,
     inject: Annotated[
@@ -194,14 +205,6 @@ def main_command(
             "e.g. for rsync; `envunpack FOLDER` unpacks it with the same checks.",
         ),
     ] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "-c",
-            "--config",
-            help="A pixi/rattler config.toml: its mirrors and download concurrency are used.",
-        ),
-    ] = None,
     completion: Annotated[str | None, completion_option("envpack")] = None,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
@@ -222,24 +225,16 @@ def main_command(
     """
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
     from envpack.fetch import FetchOptions
+    from envpack.netconfig import NetworkOptions, load_config, parse_mirror
     from envpack.pack import PackOptions, pack, write_sbom
-    from envpack.pixiconfig import load_config
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
-    try:
-        mirrors = pixi_config_mirrors(_pixi_config_files())
-        if config is not None:
-            settings = load_config(config)
-            for warning in settings.warnings:
-                reporter.warn(warning)
-            mirrors.update(settings.mirrors)
-            # The file's value unless --concurrency was given (8 is its default).
-            concurrency = (
-                settings.concurrency if concurrency == 8 and settings.concurrency else concurrency
-            )
-        mirrors.update(parse_mirror(m) for m in mirror or [])
-    except ValueError as exc:
-        raise EnvpackError(str(exc)) from None
+    network = NetworkOptions(
+        config_files=tuple(config or ()),
+        project_dir=manifest if manifest.is_dir() else manifest.parent,
+        auth_file=auth_file,
+        mirrors=tuple(parse_mirror(m) for m in mirror or []),
+    )
     if output is None:
         output = _default_output(sbom_only, create_executable, directory_only)
     options = PackOptions(
@@ -251,8 +246,7 @@ def main_command(
         compression=compression,
         level=level,
         cache_dir=cache,
-        mirrors=mirrors,
-        auth_file=auth_file,
+        network=network,
         inject=tuple(inject or ()),
         ignore_pypi_non_wheel=ignore_pypi_non_wheel,
         fetch=FetchOptions(concurrency=concurrency, attempts=retries, timeout=timeout),
@@ -265,6 +259,7 @@ def main_command(
         directory_only=directory_only,
     )
     if dry_run:
+        load_config(network)  # a broken config.toml is worth one line even in a dry run
         _print_plan(options, reporter, as_json)
         return
     if sbom_only:

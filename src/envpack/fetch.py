@@ -1,41 +1,48 @@
-"""The only network code: concurrent, retried, hash-while-streaming downloads into a verified cache.
+"""Concurrent, retried, hash-while-streaming downloads into a verified cache.
 
-The HTTP client is injected (a urllib3 PoolManager), never global, so tests can point it at
-a local server and faults can be injected without monkeypatching.
+The bytes come from rattler's own client (`rattler.networking.Client`, which knows http(s),
+s3, gcs and oci channels, auth storage, mirrors, proxies and TLS), injected, never global.
+What rattler leaves to its callers is here: hashing while streaming, a cache that only
+renames checked files, bounded concurrency, retries a 404 does not get, a stall timeout, and
+errors that name the URL without its secrets.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import hashlib
-import json
 import os
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
-import urllib3
+from rattler.networking import Client
+from rattler.package_streaming import download_to_writer
 
 from envpack.errors import FetchError, HashMismatchError
+from envpack.fetcherrors import Transient, classify, giving_up
 from envpack.models import Artifact, Download
 from envpack.progress import Bar, Reporter
 from envpack.urls import redact, strip_credentials
 
 _CHUNK = 1 << 20
-_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+DEFAULT_CONCURRENCY = 8
+# Schemes rattler's client serves (file:// and local paths are read here, without it).
+NETWORK_SCHEMES = frozenset({"http", "https", "s3", "gcs", "oci"})
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
 @dataclass(frozen=True)
 class FetchOptions:
-    concurrency: int = 8
+    concurrency: int | None = None  # None: the config's concurrency.downloads, else 8
     attempts: int = 5
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds without a byte before an attempt is abandoned
     backoff: float = 0.5
     backoff_max: float = 8.0
 
@@ -48,75 +55,6 @@ class Fetched:
     path: Path
     sha256: str
     size: int
-
-
-class _Transient(Exception):
-    """A failure worth retrying; never escapes this module."""
-
-
-class _Stopped(Exception):
-    """Another download failed for good; this one gave up early."""
-
-
-# --- credentials -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """rattler's auth file format: host → BearerToken | CondaToken | BasicHTTP."""
-
-    entries: Mapping[str, Mapping[str, object]]
-
-    @classmethod
-    def load(cls, path: Path | None) -> Credentials:
-        if path is None:
-            env = os.environ.get("RATTLER_AUTH_FILE")
-            path = Path(env) if env else None
-        if path is None:
-            return cls({})
-        try:
-            doc = json.loads(path.read_text())
-        except OSError as exc:
-            raise FetchError(f"cannot read auth file {path}: {exc.strerror}") from None
-        except ValueError:
-            raise FetchError(f"auth file {path} is not valid JSON") from None
-        if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
-            raise FetchError(f"auth file {path} must map hosts to credentials, as rattler's does")
-        return cls(doc)
-
-    def for_host(self, host: str, port: int | None = None) -> Mapping[str, object] | None:
-        if port is not None and f"{host}:{port}" in self.entries:
-            return self.entries[f"{host}:{port}"]
-        if host in self.entries:
-            return self.entries[host]
-        for pattern, value in self.entries.items():
-            if pattern.startswith("*.") and host.endswith(pattern[1:]):
-                return value
-        return None
-
-
-def _prepare_request(url: str, credentials: Credentials) -> tuple[str, dict[str, str]]:
-    """Move secrets out of the URL into headers (or the conda token path) for the request."""
-    clean, basic, token = strip_credentials(url)
-    headers: dict[str, str] = {}
-    parts = urlsplit(clean)
-    entry = credentials.for_host(parts.hostname or "", parts.port)
-    if entry is not None and basic is None and token is None:
-        if "BearerToken" in entry:
-            headers["Authorization"] = f"Bearer {entry['BearerToken']}"
-        elif "CondaToken" in entry:
-            token = str(entry["CondaToken"])
-        elif isinstance(entry.get("BasicHTTP"), dict):
-            pair = entry["BasicHTTP"]
-            assert isinstance(pair, dict)
-            basic = (str(pair.get("username", "")), str(pair.get("password", "")))
-    if basic is not None:
-        raw = f"{basic[0]}:{basic[1]}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-    if token is not None:
-        parts = urlsplit(clean)
-        clean = urlunsplit(parts._replace(path=f"/t/{token}{parts.path}"))
-    return clean, headers
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -174,6 +112,28 @@ def _check(artifact: Artifact, url: str, sha256: str, md5: str, size: int) -> No
         )
 
 
+class _Sink:
+    """The writer rattler streams into: file, hashes and progress in one pass, chunk by chunk."""
+
+    def __init__(self, out: BinaryIO, bar: Bar | None) -> None:
+        self._out = out
+        self._bar = bar
+        self.sha = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+        self.last_data = time.monotonic()
+
+    def write(self, chunk: bytes) -> int:
+        self._out.write(chunk)
+        self.sha.update(chunk)
+        self.md5.update(chunk)
+        self.size += len(chunk)
+        self.last_data = time.monotonic()
+        if self._bar is not None:
+            self._bar.update(len(chunk))
+        return len(chunk)
+
+
 # --- the fetcher -----------------------------------------------------------------------------
 
 
@@ -181,51 +141,65 @@ class Fetcher:
     def __init__(
         self,
         cache: Cache,
-        http: urllib3.PoolManager,
+        client: Client,
         reporter: Reporter,
         options: FetchOptions | None = None,
-        credentials: Credentials | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._cache = cache
-        self._http = http
+        self._client = client
         self._reporter = reporter
         self._options = options or FetchOptions()
-        self._credentials = credentials or Credentials({})
         self._sleep = sleep
-        self._stop = threading.Event()
 
     def fetch_all(self, downloads: Iterable[Download]) -> list[Fetched]:
-        """Fetch every download; the first permanent failure cancels the rest and is raised."""
-        items = list(downloads)
+        """Fetch every download; the first permanent failure cancels the rest and is raised.
+
+        Ctrl-C or SIGTERM (raised in the main thread by the CLI) cancels every download at
+        once; each removes its own `.part` file on the way out.
+        """
+        return asyncio.run(self._fetch_all(list(downloads)))
+
+    def fetch(self, download: Download, bar: Bar | None = None) -> Fetched:
+        return asyncio.run(self._fetch(download, bar))
+
+    async def _fetch_all(self, items: list[Download]) -> list[Fetched]:
         total = sum(d.artifact.size or 0 for d in items) or None
         byte_bar = self._reporter.bar("download", total, "B")
         count_bar = self._reporter.bar("packages", len(items), "pkg")
-        results: dict[str, Fetched] = {}
+        slots = asyncio.Semaphore(max(1, self._options.concurrency or DEFAULT_CONCURRENCY))
+
+        async def one(download: Download) -> Fetched:
+            async with slots:
+                fetched = await self._fetch(download, byte_bar)
+            count_bar.update(1)
+            return fetched
+
+        tasks = [asyncio.ensure_future(one(d)) for d in items]
         try:
-            with ThreadPoolExecutor(max(1, self._options.concurrency)) as pool:
-                futures = [pool.submit(self.fetch, d, byte_bar) for d in items]
-                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-                errors = [f.exception() for f in done if f.exception() is not None]
-                failure = next((e for e in errors if not isinstance(e, _Stopped)), None)
-                if failure is not None:
-                    self._stop.set()
-                    for future in pending:
-                        future.cancel()
-                    raise failure
-                for future in futures:
-                    fetched = future.result()
-                    results[fetched.artifact.path] = fetched
-                    count_bar.update(1)
+            if tasks:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                failed = next((t for t in tasks if t in done and t.exception() is not None), None)
+                if failed is not None:
+                    raise failed.exception()  # type: ignore[misc]
+            return [t.result() for t in tasks]
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             byte_bar.close()
             count_bar.close()
-        return [results[d.artifact.path] for d in items]
 
-    def fetch(self, download: Download, bar: Bar | None = None) -> Fetched:
+    async def _fetch(self, download: Download, bar: Bar | None) -> Fetched:
         artifact, url = download.artifact, download.url
+        scheme = _scheme(url)
+        if scheme not in NETWORK_SCHEMES and scheme != "file":
+            raise FetchError(
+                f"{artifact.label}: unsupported URL scheme '{scheme}' in {redact(url)}; envpack "
+                "fetches http(s)://, s3://, gcs://, oci:// and file:// URLs and local paths"
+            )
         target = self._cache.path_for(artifact, url)
-        hit = self._cached(artifact, url, target)
+        hit = await asyncio.to_thread(self._cached, artifact, url, target)
         if hit is not None:
             self._reporter.debug(f"cache hit {artifact.filename}")
             if bar is not None:
@@ -233,22 +207,17 @@ class Fetcher:
             return hit
         attempt = 0
         while True:
-            if self._stop.is_set():
-                raise _Stopped()
             attempt += 1
             try:
-                return self._download(artifact, url, target, bar)
-            except _Transient as exc:
+                return await self._download(artifact, url, target, bar, scheme)
+            except Transient as exc:
                 if attempt >= self._options.attempts:
-                    raise FetchError(
-                        f"{artifact.label}: giving up on {redact(url)} after {attempt} attempts "
-                        f"({exc}); check the network or the mirror, then run again"
-                    ) from None
+                    raise giving_up(artifact.label, url, attempt, exc) from None
                 delay = min(self._options.backoff_max, self._options.backoff * 2 ** (attempt - 1))
                 # Jitter spreads retries of many parallel downloads hitting one flaky server.
                 delay *= 0.5 + random.random()  # noqa: S311 - not security relevant
                 self._reporter.debug(f"retrying {artifact.filename} in {delay:.1f}s: {exc}")
-                self._sleep(delay)
+                await self._sleep(delay)
 
     def _cached(self, artifact: Artifact, url: str, target: Path) -> Fetched | None:
         if not target.is_file():
@@ -267,79 +236,59 @@ class Fetcher:
             return None
         return Fetched(artifact, target, sha256, size)
 
-    def _download(self, artifact: Artifact, url: str, target: Path, bar: Bar | None) -> Fetched:
-        sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    async def _download(
+        self, artifact: Artifact, url: str, target: Path, bar: Bar | None, scheme: str
+    ) -> Fetched:
         out, tmp = self._cache.tempfile(target)
+        sink = _Sink(out, bar)
         try:
             with out:
-                for chunk in self._stream(url):
-                    if self._stop.is_set():
-                        raise _Stopped()
-                    out.write(chunk)
-                    sha.update(chunk)
-                    md5.update(chunk)
-                    size += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            _check(artifact, url, sha.hexdigest(), md5.hexdigest(), size)
+                if scheme == "file":
+                    await asyncio.to_thread(_read_local, url, sink)
+                else:
+                    await self._stream(url, sink)
+            sha256, md5 = sink.sha.hexdigest(), sink.md5.hexdigest()
+            _check(artifact, url, sha256, md5, sink.size)
             if not artifact.sha256 and not artifact.md5:
-                target.with_name(target.name + ".sha256").write_text(sha.hexdigest() + "\n")
+                target.with_name(target.name + ".sha256").write_text(sha256 + "\n")
             # Only a verified file gets its final name, so the cache never holds a bad one.
             tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return Fetched(artifact, target, sha.hexdigest(), size)
+        return Fetched(artifact, target, sha256, sink.size)
 
-    def _stream(self, url: str) -> Iterable[bytes]:
-        parts = urlsplit(url)
-        if parts.scheme == "file":
-            yield from self._stream_file(Path(unquote(parts.path)), url)
-            return
-        if parts.scheme not in ("http", "https"):
-            raise FetchError(f"unsupported URL scheme in {redact(url)}")
-        request_url, headers = _prepare_request(url, self._credentials)
-        timeout = urllib3.Timeout(connect=self._options.timeout, read=self._options.timeout)
+    async def _stream(self, url: str, sink: _Sink) -> None:
+        """One attempt through rattler's client, abandoned when no byte came for `timeout`."""
+        task = asyncio.ensure_future(download_to_writer(self._client, url, sink))
+        timeout = self._options.timeout
         try:
-            response = self._http.request(
-                "GET",
-                request_url,
-                headers=headers,
-                preload_content=False,
-                timeout=timeout,
-                retries=False,
-                redirect=True,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise _Transient(type(exc).__name__) from None
-        complete = False
-        try:
-            if response.status in _TRANSIENT_STATUS:
-                raise _Transient(f"HTTP {response.status}")
-            if response.status >= 400:
-                raise FetchError(f"HTTP {response.status} for {redact(url)}; is the lock current?")
-            try:
-                yield from response.stream(_CHUNK)
-            except urllib3.exceptions.HTTPError as exc:
-                raise _Transient(type(exc).__name__) from None
-            complete = True
+            while True:
+                idle = time.monotonic() - sink.last_data
+                if idle >= timeout:
+                    raise Transient(f"no data for {timeout:g} s")
+                done, _ = await asyncio.wait({task}, timeout=min(timeout - idle, 0.25))
+                if done:
+                    break
+            error = task.exception()
         finally:
-            if complete:
-                response.release_conn()
-            else:
-                # An unread (or half-read) body would be taken for the next response if the
-                # connection went back to the pool; a retry must start on a fresh one.
-                response.close()
-
-    @staticmethod
-    def _stream_file(path: Path, url: str) -> Iterable[bytes]:
-        try:
-            with path.open("rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    yield chunk
-        except OSError as exc:
-            raise FetchError(f"cannot read {redact(url)}: {exc.strerror}") from None
+            if not task.done():
+                # Cancelling drops rattler's request: its connection closes, no more writes.
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if error is not None:
+            raise classify(error, url) from None
 
 
-def default_http() -> urllib3.PoolManager:
-    return urllib3.PoolManager(maxsize=16, block=False)
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower() if _SCHEME.match(url) else "file"
+
+
+def _read_local(url: str, sink: _Sink) -> None:
+    path = Path(unquote(urlsplit(url).path)) if _SCHEME.match(url) else Path(url)
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                sink.write(chunk)
+    except OSError as exc:
+        raise FetchError(f"cannot read {redact(url)}: {exc.strerror}") from None

@@ -6,22 +6,29 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import rattler
-import urllib3
 from packaging.utils import canonicalize_name
+from rattler.networking import Client
 
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
 from envpack.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.errors import EnvpackError, LockError, UsageError, output_error
-from envpack.fetch import Cache, Credentials, Fetched, Fetcher, FetchOptions, default_http
+from envpack.fetch import Cache, Fetched, Fetcher, FetchOptions
 from envpack.inject import inject, injected
 from envpack.lockfile import find_lock, plan_lock
 from envpack.manifest import manifest_to_json
 from envpack.models import Download, Manifest, Plan
+from envpack.netconfig import (
+    NetworkOptions,
+    download_concurrency,
+    load_config,
+    local_mirror,
+    make_client,
+)
 from envpack.output import HashingWriter, atomic_output, check_output
 from envpack.packcontents import manifest_for, shipped, subject, write_members
 from envpack.packdir import DirectoryWriter, atomic_directory, check_directory_output
@@ -30,7 +37,6 @@ from envpack.prefix import plan_prefix
 from envpack.progress import Reporter
 from envpack.sbom import plan_items, sbom_json
 from envpack.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
-from envpack.urls import apply_mirrors
 from envpack.wheelcheck import check_plan_wheels
 
 
@@ -44,8 +50,7 @@ class PackOptions:
     compression: Compression = "zstd"
     level: int = DEFAULT_LEVEL
     cache_dir: Path | None = None  # None: default_cache_dir()
-    mirrors: Mapping[str, str] = field(default_factory=dict)
-    auth_file: Path | None = None
+    network: NetworkOptions = field(default_factory=NetworkOptions)
     inject: Sequence[Path] = ()
     ignore_pypi_non_wheel: bool = False
     fetch: FetchOptions = field(default_factory=FetchOptions)
@@ -115,9 +120,7 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
     return plan, [f for f in local if f.artifact.path in kept]
 
 
-def pack(
-    options: PackOptions, reporter: Reporter, http: urllib3.PoolManager | None = None
-) -> PackResult:
+def pack(options: PackOptions, reporter: Reporter, client: Client | None = None) -> PackResult:
     if options.directory_only and options.create_executable:
         raise UsageError("--directory-only and --create-executable exclude each other")
     plan, local = _planned(options, reporter)
@@ -128,16 +131,14 @@ def pack(
     check_output(options.output, inputs, force=options.force and not options.directory_only)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
-    fetcher = Fetcher(
-        Cache(cache),
-        http or default_http(),
-        reporter,
-        options.fetch,
-        Credentials.load(options.auth_file),
-    )
+    config = load_config(options.network)
+    fetch = options.fetch
+    if fetch.concurrency is None:
+        fetch = replace(fetch, concurrency=download_concurrency(config))
+    fetcher = Fetcher(Cache(cache), client or make_client(config), reporter, fetch)
     have = {f.artifact.path for f in local}
     mirrored = [
-        replace(d, url=apply_mirrors(d.url, options.mirrors))
+        replace(d, url=local_mirror(d.url, config.mirrors))
         for d in plan.downloads
         if d.artifact.path not in have
     ]

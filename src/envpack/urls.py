@@ -1,14 +1,12 @@
-"""URL helpers for the packer: hide credentials, apply mirrors. Pure functions."""
+"""URL helpers for the packer: hide credentials. Pure functions."""
 
 from __future__ import annotations
 
 import re
-import tomllib
-from collections.abc import Mapping
-from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 _TOKEN = re.compile(r"/t/[^/]+/")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s)\"']+")
 
 
 def redact(url: str) -> str:
@@ -44,41 +42,6 @@ def strip_credentials(url: str) -> tuple[str, tuple[str, str] | None, str | None
     return url, basic, token
 
 
-def apply_mirrors(url: str, mirrors: Mapping[str, str]) -> str:
-    """Rewrite `url` with the longest matching ORIGINAL prefix."""
-    best = ""
-    for original in mirrors:
-        prefix = original.rstrip("/") + "/"
-        if url.startswith(prefix) and len(prefix) > len(best):
-            best = prefix
-    if not best:
-        return url
-    for original, mirror in mirrors.items():
-        if original.rstrip("/") + "/" == best:
-            return mirror.rstrip("/") + "/" + url[len(best) :]
-    return url  # pragma: no cover - best always comes from mirrors
-
-
-def parse_mirror(text: str) -> tuple[str, str]:
-    """Parse one `ORIGINAL=MIRROR` option."""
-    original, sep, mirror = text.partition("=")
-    if not sep or not original.strip() or not mirror.strip():
-        raise ValueError(f"--mirror expects ORIGINAL=MIRROR, got {text!r}")
-    return original.strip(), mirror.strip()
-
-
-def pixi_config_mirrors(paths: list[Path]) -> dict[str, str]:
-    """Read `[mirrors]` from pixi's config files; the first mirror of each entry wins."""
-    mirrors: dict[str, str] = {}
-    for path in paths:
-        try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        table = doc.get("mirrors")
-        if not isinstance(table, dict):
-            continue
-        for original, targets in table.items():
-            if isinstance(targets, list) and targets and isinstance(targets[0], str):
-                mirrors[original] = targets[0]
-    return mirrors
+def redact_text(text: str) -> str:
+    """Every URL in `text` redacted and without its query (presigned S3 URLs sign there)."""
+    return _URL.sub(lambda m: redact(m.group(0).split("?", 1)[0]), text)
