@@ -526,3 +526,17 @@ def test_manifest_without_a_lock(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     line = _assert_one_error_line(_run(tmp_path / "pyproject.toml", "--dry-run", home=tmp_path))
     assert line == f"error: no pixi.lock next to {tmp_path / 'pyproject.toml'}; run `pixi lock`"
+
+
+@pytest.mark.parametrize(
+    "spelling", [["completion", "-s", "bash"], ["completion", "--shell", "bash"]]
+)
+def test_pixi_packs_completion_subcommand(spelling: list[str]) -> None:
+    ours = subprocess.run([str(ENVPACK), "--completion", "bash"], capture_output=True, text=True)
+    theirs = subprocess.run([str(ENVPACK), *spelling], capture_output=True, text=True)
+    assert theirs.returncode == 0, theirs.stderr
+    assert theirs.stdout == ours.stdout and "complete -o" in ours.stdout
+    unpack = subprocess.run(
+        [str(ENVPACK.parent / "envunpack"), *spelling], capture_output=True, text=True
+    )
+    assert unpack.returncode == 0 and "_envunpack_completion" in unpack.stdout

@@ -69,6 +69,16 @@ def completion_option(prog: str) -> typer.models.OptionInfo:
     return option
 
 
+def _pixi_pack_completion(args: list[str]) -> list[str]:
+    """pixi-pack's `completion -s SHELL` (or `--shell SHELL`) is our `--completion SHELL`.
+
+    Only as the whole command line: a lock or archive named `completion` is still one.
+    """
+    if len(args) == 3 and args[0] == "completion" and args[1] in ("-s", "--shell"):
+        return ["--completion", args[2]]
+    return args
+
+
 def _complete_var(prog: str) -> str:
     return f"_{prog.upper()}_COMPLETE"
 
@@ -88,7 +98,7 @@ def run(
     command = typer.main.get_command(app)
     if note:
         command.help = f"{note}\n\n{command.help or ''}"
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _pixi_pack_completion(list(sys.argv[1:] if argv is None else argv))
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except EnvpackError as exc:
