@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envpack.errors import ArchiveError, EnvpackError
+from envpack.layout import SBOM_NAME
 from envpack.manifest import (
     FORMAT_VERSION,
-    SBOM_NAME,
     manifest_from_json,
     manifest_to_json,
     pixi_pack_json,

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from envpack.elf import section as elf_section
+from envpack.runtime import bundle_dir, static_program
 
 # Must match LAZY_EXTENSION in envunpack.spec and the section name in freeze.sh.
 LAZY_EXTENSION = "rattler/rattler.abi3.so"
@@ -27,11 +28,11 @@ def lazy_payload(bundle: Path) -> tuple[Path, int, int] | None:
     bundled = bundle / (LAZY_EXTENSION + ".zst")
     if bundled.is_file():
         return bundled, 0, bundled.stat().st_size
-    program = os.environ.get("STATICX_PROG_PATH")
-    if program:
-        section = elf_section(Path(program), LAZY_SECTION)
+    program = static_program()
+    if program is not None:
+        section = elf_section(program, LAZY_SECTION)
         if section is not None:
-            return Path(program), *section
+            return program, *section
     return None
 
 
@@ -74,12 +75,12 @@ class LazyExtensionFinder(importlib.abc.MetaPathFinder):
 
 
 def install_lazy_extension() -> None:
-    bundle = getattr(sys, "_MEIPASS", None)
+    bundle = bundle_dir()
     if bundle is None:
         return
-    payload = lazy_payload(Path(bundle))
+    payload = lazy_payload(bundle)
     if payload is not None:
-        sys.meta_path.insert(0, LazyExtensionFinder(Path(bundle), payload))
+        sys.meta_path.insert(0, LazyExtensionFinder(bundle, payload))
 
 
 def restore_child_environment(environ: MutableMapping[str, str]) -> None:
@@ -102,7 +103,7 @@ def run() -> None:
     # the bundle leaves rich out (megabytes and startup time), so switch it off before typer loads.
     os.environ["TYPER_USE_RICH"] = "0"
     install_lazy_extension()
-    if hasattr(sys, "_MEIPASS"):
+    if bundle_dir() is not None:
         restore_child_environment(os.environ)
 
     # Before rattler is imported: it panics on a host without CA certificates

@@ -20,17 +20,16 @@ from typing import IO, BinaryIO, Literal, Protocol, cast
 import zstandard
 
 from envpack.errors import ArchiveError
+from envpack.layout import CHUNK, METADATA_ORDER
 
 Compression = Literal["zstd", "none"]
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_LEVEL = 3
 _FILE_MODE = 0o644
-_COPY_CHUNK = 1 << 20
 # tar pads to 10 KiB records (GNU tar, Python) or more with large blocking factors; 1 MiB
 # of zeros after the end marker is generous, more is a bomb feeding on our patience.
 _TRAILING_LIMIT = 1 << 20
 # A pack written as a folder is read in the order the archive writer adds these.
-_METADATA_FIRST = ("envpack.json", "pixi-pack.json", "environment.yml", "sbom.cdx.json")
 
 
 class Writable(Protocol):
@@ -59,7 +58,7 @@ class ArchiveWriter:
         # 1 MiB copies instead of tarfile's 16 KiB: fewer trips through the compressor.
         # (open() passes copybufsize on to TarFile; typeshed's overloads do not list it.)
         self._tar = tarfile.open(  # type: ignore[call-overload]
-            fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=_COPY_CHUNK
+            fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
         )
 
     def add_bytes(self, name: str, data: bytes) -> None:
@@ -173,7 +172,7 @@ class _Counting(io.RawIOBase):
     def drain(self, limit: int) -> None:
         """Read to the end, but refuse more than `limit` bytes: that is no tar padding."""
         start = self.count
-        while self.read(_COPY_CHUNK):
+        while self.read(CHUNK):
             if self.count - start > limit:
                 raise ArchiveError("archive has unexpected data after its end marker")
 
@@ -238,7 +237,7 @@ def open_stream(raw: BinaryIO) -> IO[bytes]:
     head = raw.read(_TAR_BLOCK)
     if not head.startswith(ZSTD_MAGIC):
         _refuse_foreign(head)
-    stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=_COPY_CHUNK)
+    stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=CHUNK)
     if head.startswith(ZSTD_MAGIC):
         # stream_reader bounds memory by the read size, whatever the compression ratio, so a
         # zstd bomb cannot exhaust memory; its frame checksum is checked when the frame ends.
@@ -289,7 +288,7 @@ def iter_directory(root: Path) -> Iterator[Member]:
     Each entry passes the same check_member as a tar member, so a symlink, a device or a
     setuid file in the folder is refused just as it would be inside an archive.
     """
-    if not any((root / n).is_file() for n in _METADATA_FIRST[:2]):
+    if not any((root / n).is_file() for n in METADATA_ORDER[:2]):
         # Checked before walking: a mistyped path could be a home directory.
         raise ArchiveError(
             f"{root} is a directory but no pack (no envpack.json or pixi-pack.json in it)"
@@ -304,7 +303,7 @@ def iter_directory(root: Path) -> Iterator[Member]:
             info.mode = stat.S_IMODE(st.st_mode)
             info.type = _TAR_TYPES.get(stat.S_IFMT(st.st_mode), tarfile.CHRTYPE)
             names.append(check_member(info))
-    first = [n for n in _METADATA_FIRST if n in names]
+    first = [n for n in METADATA_ORDER if n in names]
     # repodata.json before the package files, as the writer orders them.
     rest = sorted(set(names) - set(first), key=lambda n: (not n.endswith("/repodata.json"), n))
     for name in [*first, *rest]:

@@ -4,10 +4,8 @@ The frozen build writes `BUILD_INFO_NAME` into the bundle; a plain install has n
 reports "python", so a bug report tells at once which kind of binary the user ran.
 """
 
-import sys
-from pathlib import Path
-
 from envpack import __version__
+from envpack.runtime import bundle_dir
 
 # Written by scripts/build-unpacker at the bundle's root; one line such as "linux-64, static".
 BUILD_INFO_NAME = "envpack-buildinfo.txt"
@@ -16,11 +14,11 @@ NOT_FROZEN = "python"
 
 def build_platform() -> str:
     """The build's platform, e.g. "linux-aarch64, static", or "python" when not frozen."""
-    bundle = getattr(sys, "_MEIPASS", None)
+    bundle = bundle_dir()
     if bundle is None:
         return NOT_FROZEN
     try:
-        text = (Path(bundle) / BUILD_INFO_NAME).read_text(encoding="utf-8").strip()
+        text = (bundle / BUILD_INFO_NAME).read_text(encoding="utf-8").strip()
     except OSError:
         # A frozen build without the file is a build bug, but --version must still answer.
         return "frozen"

@@ -9,9 +9,10 @@ them.
 
 import importlib.util
 import os
-import sys
 from collections.abc import MutableMapping
 from pathlib import Path
+
+from envpack.runtime import bundle_dir
 
 # The bundle files rattler's TLS stack (openssl-probe / rustls-native-certs) looks for.
 SYSTEM_CA_FILES = (
@@ -35,9 +36,9 @@ def _nonempty_file(path: str | Path) -> bool:
 
 def bundled_ca_file() -> Path | None:
     """certifi's CA file: from the frozen bundle, else from an installed certifi, else None."""
-    bundle = getattr(sys, "_MEIPASS", None)
+    bundle = bundle_dir()
     if bundle is not None:
-        path = Path(bundle) / BUNDLED_CA_PATH
+        path = bundle / BUNDLED_CA_PATH
         return path if _nonempty_file(path) else None
     # find_spec, not import: we want the file only, and certifi is not a declared dependency.
     spec = importlib.util.find_spec("certifi")

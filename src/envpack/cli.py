@@ -18,6 +18,7 @@ from envpack.cliutil import completion_option, new_app
 from envpack.cliutil import main as run_main
 from envpack.errors import EnvpackError, UsageError
 from envpack.jsonout import document
+from envpack.layout import SBOM_NAME
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.textout import columns
 
@@ -278,7 +279,7 @@ def main_command(
 def _default_output(sbom_only: bool, create_executable: bool, directory_only: bool) -> str:
     """pixi-pack's defaults, and ours for the SBOM."""
     if sbom_only:
-        return "sbom.cdx.json"
+        return SBOM_NAME
     if directory_only:
         return "environment"
     return "environment.sh" if create_executable else "environment.tar"

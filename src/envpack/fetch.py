@@ -27,11 +27,11 @@ from rattler.package_streaming import download_to_writer
 
 from envpack.errors import FetchError, HashMismatchError
 from envpack.fetcherrors import Transient, classify, giving_up
+from envpack.layout import CHUNK
 from envpack.models import Artifact, Download
 from envpack.progress import Bar, Reporter
 from envpack.urls import redact, strip_credentials
 
-_CHUNK = 1 << 20
 DEFAULT_CONCURRENCY = 8
 # Schemes rattler's client serves (file:// and local paths are read here, without it).
 NETWORK_SCHEMES = frozenset({"http", "https", "s3", "gcs", "oci"})
@@ -87,7 +87,7 @@ def _hash_file(path: Path, *, md5_too: bool) -> tuple[str, str, int]:
     md5 = hashlib.md5(usedforsecurity=False) if md5_too else None
     size = 0
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             sha.update(chunk)
             if md5 is not None:
                 md5.update(chunk)
@@ -288,7 +288,7 @@ def _read_local(url: str, sink: _Sink) -> None:
     path = Path(unquote(urlsplit(url).path)) if _SCHEME.match(url) else Path(url)
     try:
         with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
+            while chunk := fh.read(CHUNK):
                 sink.write(chunk)
     except OSError as exc:
         raise FetchError(f"cannot read {redact(url)}: {exc.strerror}") from None

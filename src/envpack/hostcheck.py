@@ -10,6 +10,7 @@ from pathlib import Path
 import rattler
 
 from envpack.errors import IncompatibleTargetError
+from envpack.runtime import static_program
 
 
 def host_platform() -> str:
@@ -23,7 +24,7 @@ def host_virtual_packages() -> dict[str, str]:
     for package in rattler.VirtualPackage.detect(rattler.VirtualPackageOverrides.from_env()):
         generic = package.into_generic()
         detected[generic.name.normalized] = str(generic.version)
-    if os.environ.get("STATICX_PROG_PATH") and "CONDA_OVERRIDE_GLIBC" not in os.environ:
+    if static_program() is not None and "CONDA_OVERRIDE_GLIBC" not in os.environ:
         # Under staticx, rattler asks the glibc loaded in this process: the one bundled into
         # the static envunpack, not the host's. The host's own libc file tells the truth.
         detected.pop("__glibc", None)

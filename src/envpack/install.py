@@ -14,7 +14,7 @@ import rattler
 
 from envpack.errors import ArchiveError, InstallError, cause_text
 from envpack.hostcheck import host_virtual_packages
-from envpack.models import CHANNEL_DIR
+from envpack.layout import CHANNEL_DIR
 from envpack.progress import Bar, Reporter
 from envpack.receive import Received
 from envpack.wheels import PythonInfo, check_wheels_compatible, python_info

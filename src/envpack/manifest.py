@@ -8,6 +8,7 @@ from typing import Any
 
 from envpack import __version__
 from envpack.errors import ArchiveError
+from envpack.layout import CHANNEL_DIR, MANIFEST_NAME, PIXI_PACK_NAME, PYPI_DIR, SBOM_NAME
 from envpack.models import Artifact, Listed, Manifest
 
 # 2 added sbom.cdx.json, listed in the manifest. Readers of version 1 refuse any member they
@@ -15,9 +16,6 @@ from envpack.models import Artifact, Listed, Manifest
 FORMAT_VERSION = 2
 # Version 1 archives (no SBOM) are still read.
 READABLE_VERSIONS = (1, 2)
-MANIFEST_NAME = "envpack.json"
-SBOM_NAME = "sbom.cdx.json"
-PIXI_PACK_NAME = "pixi-pack.json"
 PIXI_PACK_FORMAT = "1"
 # The pixi-pack release whose archive layout we reproduce; pixi-unpack only warns on a mismatch.
 PIXI_PACK_COMPAT_VERSION = "0.7.0"
@@ -149,10 +147,10 @@ def _artifact_from_json(doc: object) -> Artifact:
         raise ArchiveError(f"{MANIFEST_NAME}: artifact {path!r} has an invalid md5")
     parts = path.split("/")
     if kind == "conda":
-        valid = len(parts) == 3 and parts[0] == "channel"
+        valid = len(parts) == 3 and parts[0] == CHANNEL_DIR
         subdir, filename = (parts[1], parts[2]) if valid else ("", "")
     else:
-        valid = len(parts) == 2 and parts[0] == "pypi"
+        valid = len(parts) == 2 and parts[0] == PYPI_DIR
         subdir, filename = "", parts[-1]
     # Only plain names below channel/<subdir>/ or pypi/: nothing can point elsewhere.
     if not valid or not all(_SAFE_NAME.fullmatch(p) for p in parts) or {".", ".."} & set(parts):

@@ -6,24 +6,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from envpack.layout import CHANNEL_DIR, PYPI_DIR
+
 ArtifactKind = Literal["conda", "wheel"]
-
-CHANNEL_DIR = "channel"
-PYPI_DIR = "pypi"
-
-
-def is_repodata_path(name: str) -> bool:
-    """`channel/<subdir>/repodata.json`."""
-    parts = name.split("/")
-    return len(parts) == 3 and parts[0] == CHANNEL_DIR and parts[2] == "repodata.json"
-
-
-def is_artifact_path(name: str) -> bool:
-    """`channel/<subdir>/<package>.conda|.tar.bz2` or `pypi/<wheel>.whl`."""
-    parts = name.split("/")
-    if len(parts) == 3 and parts[0] == CHANNEL_DIR:
-        return parts[2].endswith((".conda", ".tar.bz2"))
-    return len(parts) == 2 and parts[0] == PYPI_DIR and parts[1].endswith(".whl")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envpack.errors import OutputError, output_error
+from envpack.layout import CHUNK
 
 
 class HashingWriter:
@@ -62,7 +63,7 @@ class HashingWriter:
         self._sink.flush()
         sha = hashlib.sha256()
         fd, at = self._sink.fileno(), 0
-        while chunk := os.pread(fd, 1 << 20, at):
+        while chunk := os.pread(fd, CHUNK, at):
             sha.update(chunk)
             at += len(chunk)
         return sha.hexdigest()

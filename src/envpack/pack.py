@@ -19,6 +19,7 @@ from envpack.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.errors import EnvpackError, LockError, UsageError, output_error
 from envpack.fetch import Cache, Fetched, Fetcher, FetchOptions
 from envpack.inject import inject, injected
+from envpack.layout import CHUNK
 from envpack.lockfile import find_lock, plan_lock
 from envpack.manifest import manifest_to_json
 from envpack.models import Download, Manifest, Plan
@@ -260,7 +261,7 @@ def _unpacker(options: PackOptions, platform: str) -> Path | None:
 
 def _copy_into(source: Path, out: Writable) -> int:
     with source.open("rb") as fh:
-        shutil.copyfileobj(fh, out, 1 << 20)
+        shutil.copyfileobj(fh, out, CHUNK)
     return source.stat().st_size
 
 

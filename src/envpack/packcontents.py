@@ -14,19 +14,11 @@ from typing import Protocol
 
 from envpack import __version__
 from envpack.fetch import Fetched
-from envpack.manifest import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    PIXI_PACK_NAME,
-    SBOM_NAME,
-    manifest_to_json,
-    pixi_pack_json,
-)
-from envpack.models import CHANNEL_DIR, Artifact, Listed, Manifest, Plan
+from envpack.layout import CHANNEL_DIR, ENVIRONMENT_YML, MANIFEST_NAME, PIXI_PACK_NAME, SBOM_NAME
+from envpack.manifest import FORMAT_VERSION, manifest_to_json, pixi_pack_json
+from envpack.models import Artifact, Listed, Manifest, Plan
 from envpack.progress import Bar
 from envpack.sbom import Subject
-
-ENVIRONMENT_YML = "environment.yml"
 
 
 class MemberWriter(Protocol):

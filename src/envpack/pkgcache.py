@@ -12,9 +12,8 @@ from pathlib import Path
 
 from envpack.errors import HashMismatchError
 from envpack.fetch import Fetched
+from envpack.layout import CHUNK
 from envpack.models import Download
-
-_CHUNK = 1 << 20
 
 
 def default_caches(prefix: Path, environ: Mapping[str, str], home: Path) -> list[Path]:
@@ -65,7 +64,7 @@ def channel_layout(download: Download, caches: Sequence[Path]) -> list[Path]:
 def file_hashes(path: Path) -> tuple[str, str, int]:
     sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             sha.update(chunk)
             md5.update(chunk)
             size += len(chunk)

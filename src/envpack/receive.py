@@ -20,20 +20,22 @@ from envpack.hostcheck import (
     host_platform,
     host_virtual_packages,
 )
-from envpack.manifest import (
+from envpack.layout import (
+    CHUNK,
+    ENVIRONMENT_YML,
     MANIFEST_NAME,
     PIXI_PACK_NAME,
+    PYPI_DIR,
     SBOM_NAME,
-    manifest_from_json,
-    pixi_pack_platform,
+    is_artifact_path,
+    is_repodata_path,
 )
-from envpack.models import PYPI_DIR, Manifest, is_artifact_path, is_repodata_path
+from envpack.manifest import manifest_from_json, pixi_pack_platform
+from envpack.models import Manifest
 from envpack.progress import Bar, Reporter
 from envpack.sbomread import verify as verify_sbom
 
 METADATA_LIMIT = 64 << 20  # repodata.json of a huge env is a few MB; more is an attack
-ENVIRONMENT_YML = "environment.yml"
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -178,13 +180,13 @@ def _store(member: Member, dest: Path | None, manifest: Manifest | None, bar: Ba
             )
     sha = hashlib.sha256()
     if dest is None:
-        while chunk := member.stream.read(_CHUNK):
+        while chunk := member.stream.read(CHUNK):
             sha.update(chunk)
             bar.update(len(chunk))
     else:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with dest.open("xb") as out:
-            while chunk := member.stream.read(_CHUNK):
+            while chunk := member.stream.read(CHUNK):
                 sha.update(chunk)
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -204,5 +206,5 @@ def _read_small(member: Member) -> bytes:
 
 
 def _drain(member: Member) -> None:
-    while member.stream.read(_CHUNK):
+    while member.stream.read(CHUNK):
         pass

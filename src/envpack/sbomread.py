@@ -17,25 +17,21 @@ from typing import Any, BinaryIO
 
 from envpack.archive import Member, members_of
 from envpack.errors import ArchiveError, EnvpackError
-from envpack.manifest import (
+from envpack.layout import (
+    CHANNEL_DIR,
+    CHUNK,
     MANIFEST_NAME,
     PIXI_PACK_NAME,
-    SBOM_NAME,
-    manifest_from_json,
-    pixi_pack_platform,
-)
-from envpack.models import (
-    CHANNEL_DIR,
     PYPI_DIR,
-    Artifact,
-    Listed,
+    SBOM_NAME,
     is_artifact_path,
     is_repodata_path,
 )
+from envpack.manifest import manifest_from_json, pixi_pack_platform
+from envpack.models import Artifact, Listed
 
 # An SBOM of tens of thousands of packages is a few tens of MB; more is an attack on memory.
 _LIMIT = 64 << 20
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -215,11 +211,11 @@ def _read(member: Member) -> bytes:
 
 def _hash(member: Member) -> tuple[str, int]:
     sha = hashlib.sha256()
-    while chunk := member.stream.read(_CHUNK):
+    while chunk := member.stream.read(CHUNK):
         sha.update(chunk)
     return sha.hexdigest(), member.size
 
 
 def _drain(member: Member) -> None:
-    while member.stream.read(_CHUNK):
+    while member.stream.read(CHUNK):
         pass

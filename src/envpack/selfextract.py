@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from envpack import elf
 from envpack.errors import ArchiveError, EnvpackError
+from envpack.layout import ARCHES, CHUNK
 
 MAGIC = b"envpack-sfx\n"
 HEAD_MAGIC = b"envpack-sfxh"
@@ -30,8 +29,6 @@ VERSION = 2  # 2 added the head; 1 files (no head) are still read
 _READS = (1, 2)
 _TRAILER = struct.Struct("<32sQQI12s")  # little-endian, 64 bytes
 TRAILER_SIZE = _TRAILER.size
-_CHUNK = 1 << 20
-_ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64"}
 # Every static envunpack carries its compressed rattler extension in this ELF section
 # (unpacker/freeze.sh), which no other program has: it marks the file as ours.
 UNPACKER_SECTION = b".envpack.rattler"
@@ -52,12 +49,6 @@ def trailer(sha256: bytes, offset: int, length: int) -> bytes:
 def head(sha256: bytes, offset: int, length: int) -> bytes:
     """The copy of the trailer at the payload's start; all zeros until the payload is known."""
     return _TRAILER.pack(sha256, offset, length, VERSION, HEAD_MAGIC)
-
-
-def own_executable() -> Path:
-    # staticx runs a copy of the program extracted to /tmp; the file the user started (the
-    # one with the payload) is named in STATICX_PROG_PATH.
-    return Path(os.environ.get("STATICX_PROG_PATH") or sys.executable)
 
 
 def find_payload(path: Path) -> Payload | None:
@@ -123,7 +114,7 @@ def verify(payload: Payload) -> None:
         fh.seek(payload.offset)
         left = payload.length
         while left:
-            chunk = fh.read(min(_CHUNK, left))
+            chunk = fh.read(min(CHUNK, left))
             if not chunk:
                 raise ArchiveError(f"{payload.path.name} is truncated")
             sha.update(chunk)
@@ -160,12 +151,12 @@ class PayloadReader(io.RawIOBase):
 
 
 def open_payload(payload: Payload) -> BinaryIO:
-    return io.BufferedReader(PayloadReader(payload), buffer_size=_CHUNK)
+    return io.BufferedReader(PayloadReader(payload), buffer_size=CHUNK)
 
 
 def find_unpacker(platform: str, explicit: Path | None, search: list[Path]) -> Path:
     """The static envunpack to embed for `platform`: --unpacker, else a built one."""
-    arch = _ARCH.get(platform)
+    arch = ARCHES.get(platform)
     if arch is None:
         raise EnvpackError(f"no envunpack exists for {platform}; self-extracting files need Linux")
     if explicit is not None:

@@ -17,7 +17,7 @@ from envpack.activation import SHELLS, activation_scripts, script_names
 from envpack.errors import OutputError, UsageError, output_error
 from envpack.install import check_wheels, compile_env, link, records, write_history
 from envpack.interrupt import uninterruptible
-from envpack.manifest import SBOM_NAME
+from envpack.layout import SBOM_NAME
 from envpack.models import Manifest
 from envpack.pkgcheck import check_entries, check_symlinks, package_entries
 from envpack.progress import Reporter

@@ -21,6 +21,7 @@ from envpack.cliutil import completion_option, new_app
 from envpack.cliutil import main as run_main
 from envpack.errors import ArchiveError, EnvpackError, UsageError
 from envpack.jsonout import document
+from envpack.layout import CHUNK
 from envpack.models import Artifact
 from envpack.textout import columns
 
@@ -217,7 +218,7 @@ class _PolledPipe(io.RawIOBase):
 
 
 def _stdin() -> BinaryIO:
-    return io.BufferedReader(_PolledPipe(sys.stdin.fileno()), buffer_size=1 << 20)
+    return io.BufferedReader(_PolledPipe(sys.stdin.fileno()), buffer_size=CHUNK)
 
 
 class _ArchiveSource:
@@ -229,6 +230,7 @@ class _ArchiveSource:
 
     def __enter__(self) -> BinaryIO | Path:
         from envpack import selfextract
+        from envpack.runtime import own_executable
 
         if self._archive == "-":
             if sys.stdin.isatty():
@@ -238,7 +240,7 @@ class _ArchiveSource:
                 )
             return _stdin()
         if self._archive is None:
-            program = selfextract.own_executable()
+            program = own_executable()
             payload = selfextract.find_payload(program)
             if payload is None and Path(DEFAULT_PACK).is_file():
                 # pixi-unpack's default: the pack pixi-pack writes by default, here.
@@ -361,13 +363,14 @@ def _print_check(checked: CheckResult, as_json: bool, quiet: bool) -> None:
 def _builtin_archive_note() -> tuple[str, str] | None:
     """For a self-extracting file's --help: its archive is built in, no ARCHIVE needed."""
     from envpack import selfextract
+    from envpack.runtime import is_frozen, own_executable
 
-    program = selfextract.own_executable()
+    program = own_executable()
     try:
         payload = selfextract.find_payload(program)
     except EnvpackError:
         return None
-    if payload is None or not getattr(sys, "frozen", False):
+    if payload is None or not is_frozen():
         return None
     prog = f"./{program.name}"
     note = (

@@ -12,6 +12,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envpack.errors import WheelError
+from envpack.layout import CHUNK
 from envpack.models import Artifact, Download, Plan
 from envpack.wheels import (
     DEFAULT_GLIBC,
@@ -23,7 +24,6 @@ from envpack.wheels import (
 )
 
 _LOWER_BOUND = re.compile(r">=\s*(\d+(?:\.\d+)*)")
-_CHUNK = 1 << 20
 
 
 def check_plan_wheels(plan: Plan) -> None:
@@ -86,7 +86,7 @@ def injected_wheel(path: Path) -> Download:
     sha = hashlib.sha256()
     size = 0
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
+        while chunk := handle.read(CHUNK):
             sha.update(chunk)
             size += len(chunk)
     artifact = Artifact(
