@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import posixpath
 import stat
 import tarfile
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ import zstandard
 
 from envpack.errors import ArchiveError
 from envpack.layout import CHUNK, METADATA_ORDER
+from envpack.pathsafety import Unsafe, unsafe
+from envpack.pathsafety import parts as path_parts
 
 Compression = Literal["zstd", "none"]
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -106,6 +107,13 @@ class Member:
     stream: Readable
 
 
+_MEMBER_WORDS = {
+    Unsafe.INVALID: "invalid name",
+    Unsafe.ABSOLUTE: "absolute path",
+    Unsafe.CLIMBS: "'..' component",
+}
+
+
 def check_member(info: tarfile.TarInfo) -> str:
     """Return the member's normalised name, or raise if it is anything but a safe plain path.
 
@@ -114,15 +122,12 @@ def check_member(info: tarfile.TarInfo) -> str:
     setuid/setgid bits is refused outright rather than sanitised.
     """
     name = info.name
-    if not name or "\x00" in name or "\\" in name:
-        raise ArchiveError(f"unsafe archive member {name!r}: invalid name")
-    if name.startswith("/") or posixpath.isabs(name):
-        raise ArchiveError(f"unsafe archive member {name!r}: absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+    why = unsafe(name)
+    if why is not None:
+        raise ArchiveError(f"unsafe archive member {name!r}: {_MEMBER_WORDS[why]}")
+    parts = path_parts(name)
     if not parts:
         raise ArchiveError(f"unsafe archive member {name!r}: empty path")
-    if ".." in parts:
-        raise ArchiveError(f"unsafe archive member {name!r}: '..' component")
     if info.issym() or info.islnk():
         raise ArchiveError(f"unsafe archive member {name!r}: links are not allowed")
     if not (info.isreg() or info.isdir()):

@@ -17,6 +17,7 @@ from pathlib import Path
 import rattler
 
 from envpack.errors import InstallError
+from envpack.pathsafety import Unsafe, unsafe
 
 _METADATA_DIR = "conda-meta"
 
@@ -79,15 +80,13 @@ def check_entries(packages: Iterable[tuple[str, list[Entry]]]) -> dict[str, str]
     return {path: label for label, path in listed}
 
 
+_PACKAGE_WORDS = {Unsafe.CLIMBS: "climbs out of the environment"}
+
+
 def _check_path(label: str, path: str) -> None:
-    problem = None
-    if not path or "\x00" in path or "\\" in path:
-        problem = "is not a valid path"
-    elif path.startswith("/") or posixpath.isabs(path):
-        problem = "is absolute"
-    elif ".." in path.split("/"):
-        problem = "climbs out of the environment"
-    elif path.split("/")[0] == _METADATA_DIR:
+    why = unsafe(path)
+    problem = _PACKAGE_WORDS.get(why, why.value) if why is not None else None
+    if problem is None and path.split("/")[0] == _METADATA_DIR:
         problem = "would overwrite the environment's metadata"
     if problem:
         raise InstallError(f"{label}: file {path!r} {problem}; refusing to install it")

@@ -35,6 +35,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envpack.errors import WheelError
+from envpack.pathsafety import unsafe
 from envpack.progress import Reporter
 
 INSTALLER_NAME = "envpack"
@@ -380,11 +381,8 @@ def check_member_names(names: Iterable[str], where: str) -> None:
 
 
 def _is_safe_relative(name: str) -> bool:
-    if not name or "\x00" in name or "\\" in name or name.startswith("/"):
-        return False
-    if re.match(r"[A-Za-z]:", name):  # a Windows drive
-        return False
-    return all(part not in ("", ".", "..") for part in name.split("/"))
+    # RECORD paths are written by tools, never with empty or `.` components: refuse those too.
+    return unsafe(name) is None and all(part not in ("", ".") for part in name.split("/"))
 
 
 @dataclass
