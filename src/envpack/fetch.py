@@ -27,6 +27,7 @@ from rattler.package_streaming import download_to_writer
 
 from envpack.errors import FetchError, HashMismatchError
 from envpack.fetcherrors import Transient, classify, giving_up
+from envpack.hashing import hash_file
 from envpack.layout import CHUNK
 from envpack.models import Artifact, Download
 from envpack.progress import Bar, Reporter
@@ -82,17 +83,8 @@ class Cache:
 
 
 def _hash_file(path: Path, *, md5_too: bool) -> tuple[str, str, int]:
-    # md5 only when the lock has nothing better: hashing twice doubles a warm pack's cost.
-    sha = hashlib.sha256()
-    md5 = hashlib.md5(usedforsecurity=False) if md5_too else None
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            sha.update(chunk)
-            if md5 is not None:
-                md5.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), md5.hexdigest() if md5 is not None else "", size
+    got = hash_file(path, md5=md5_too)  # md5 only when the lock has nothing better
+    return got.sha256, got.md5, got.size
 
 
 def _check(artifact: Artifact, url: str, sha256: str, md5: str, size: int) -> None:

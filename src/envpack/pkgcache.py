@@ -6,13 +6,12 @@ that people and tools write to, and a wrong file there is named, never packed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from envpack.errors import HashMismatchError
 from envpack.fetch import Fetched
-from envpack.layout import CHUNK
+from envpack.hashing import hash_file
 from envpack.models import Download
 
 
@@ -62,10 +61,5 @@ def channel_layout(download: Download, caches: Sequence[Path]) -> list[Path]:
 
 
 def file_hashes(path: Path) -> tuple[str, str, int]:
-    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            sha.update(chunk)
-            md5.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), md5.hexdigest(), size
+    got = hash_file(path, md5=True)
+    return got.sha256, got.md5, got.size

@@ -6,7 +6,6 @@ against this machine before the caller creates anything, so a wrong archive leav
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import BinaryIO
 
 from envpack.archive import Member, members_of
 from envpack.errors import ArchiveError
+from envpack.hashing import hash_stream
 from envpack.hostcheck import (
     check_platform,
     check_virtual_packages,
@@ -178,19 +178,17 @@ def _store(member: Member, dest: Path | None, manifest: Manifest | None, bar: Ba
             raise ArchiveError(
                 f"{member.name}: {member.size} bytes in the archive, manifest says {expected.size}"
             )
-    sha = hashlib.sha256()
     if dest is None:
-        while chunk := member.stream.read(CHUNK):
-            sha.update(chunk)
-            bar.update(len(chunk))
+        digest = hash_stream(member.stream, each=lambda c: bar.update(len(c))).sha256
     else:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with dest.open("xb") as out:
-            while chunk := member.stream.read(CHUNK):
-                sha.update(chunk)
+
+            def store(chunk: bytes) -> None:
                 out.write(chunk)
                 bar.update(len(chunk))
-    digest = sha.hexdigest()
+
+            digest = hash_stream(member.stream, each=store).sha256
     if expected is not None and digest != expected.sha256:
         raise ArchiveError(
             f"{member.name}: sha256 {digest} does not match the manifest's {expected.sha256}; "

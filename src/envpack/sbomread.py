@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from envpack.archive import Member, members_of
 from envpack.errors import ArchiveError, EnvpackError
+from envpack.hashing import hash_stream
 from envpack.layout import (
     CHANNEL_DIR,
     CHUNK,
@@ -210,10 +211,7 @@ def _read(member: Member) -> bytes:
 
 
 def _hash(member: Member) -> tuple[str, int]:
-    sha = hashlib.sha256()
-    while chunk := member.stream.read(CHUNK):
-        sha.update(chunk)
-    return sha.hexdigest(), member.size
+    return hash_stream(member.stream).sha256, member.size
 
 
 def _drain(member: Member) -> None:

@@ -12,7 +12,6 @@ Nothing is copied to /tmp and memory stays flat whatever the payload's size.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import BinaryIO
 
 from envpack import elf
 from envpack.errors import ArchiveError, EnvpackError
+from envpack.hashing import hash_stream
 from envpack.layout import ARCHES, CHUNK
 
 MAGIC = b"envpack-sfx\n"
@@ -109,19 +109,14 @@ def truncation(path: Path) -> str | None:
 
 def verify(payload: Payload) -> None:
     """Hash the payload in one streaming pass before anything is unpacked."""
-    sha = hashlib.sha256()
     with payload.path.open("rb") as fh:
         fh.seek(payload.offset)
-        left = payload.length
-        while left:
-            chunk = fh.read(min(CHUNK, left))
-            if not chunk:
-                raise ArchiveError(f"{payload.path.name} is truncated")
-            sha.update(chunk)
-            left -= len(chunk)
-    if sha.digest() != payload.sha256:
+        got = hash_stream(fh, limit=payload.length)
+    if got.size < payload.length:
+        raise ArchiveError(f"{payload.path.name} is truncated")
+    if got.sha256 != payload.sha256.hex():
         raise ArchiveError(
-            f"{payload.path.name} is corrupt: its payload's sha256 is {sha.hexdigest()}, "
+            f"{payload.path.name} is corrupt: its payload's sha256 is {got.sha256}, "
             f"the trailer says {payload.sha256.hex()}"
         )
 

@@ -5,14 +5,13 @@ The tag rules are the unpacker's (envpack.wheels), so pack and unpack cannot dis
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envpack.errors import WheelError
-from envpack.layout import CHUNK
+from envpack.hashing import hash_file
 from envpack.models import Artifact, Download, Plan
 from envpack.wheels import (
     DEFAULT_GLIBC,
@@ -83,18 +82,13 @@ def injected_wheel(path: Path) -> Download:
         verify_wheel(path)
     except WheelError as exc:
         raise WheelError(f"--inject {path}: {exc}") from None
-    sha = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            sha.update(chunk)
-            size += len(chunk)
+    got = hash_file(path)
     artifact = Artifact(
         kind="wheel",
         name=str(name),
         version=str(version),
         filename=path.name,
-        sha256=sha.hexdigest(),
-        size=size,
+        sha256=got.sha256,
+        size=got.size,
     )
     return Download(artifact=artifact, url=path.resolve().as_uri())
