@@ -46,6 +46,7 @@ UNPACKER_MODULES = (
     "envpack.errors",
     "envpack.progress",
     "envpack.wheels",
+    "envpack.wheeltags",
     "envpack.certs",
     "envpack.buildinfo",
     "envpack.sbomread",

@@ -27,18 +27,16 @@ from packaging.tags import Tag
 
 from envpack.errors import EnvpackError, WheelError
 from envpack.progress import SilentReporter
-from envpack.wheels import (
+from envpack.wheels import check_member_names, install_wheels, verify_wheel
+from envpack.wheeltags import (
     DEFAULT_GLIBC,
     PythonInfo,
-    check_member_names,
     check_wheel_compatible,
     check_wheels_compatible,
-    install_wheels,
     platform_tags,
     python_info,
     python_info_from_fields,
     supported_tags,
-    verify_wheel,
 )
 
 PY311 = python_info_from_fields({"version": "3.11.9", "build": "h1234_0_cpython"})

@@ -17,7 +17,7 @@ from envpack.hostcheck import host_virtual_packages
 from envpack.layout import CHANNEL_DIR
 from envpack.progress import Bar, Reporter
 from envpack.receive import Received
-from envpack.wheels import PythonInfo, check_wheels_compatible, python_info
+from envpack.wheeltags import PythonInfo, check_wheels_compatible, python_info
 
 
 def check_wheels(

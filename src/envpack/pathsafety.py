@@ -35,3 +35,8 @@ def unsafe(path: str) -> Unsafe | None:
 def parts(path: str) -> list[str]:
     """The path's components, without the empty and `.` ones a tar writer may leave."""
     return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def is_plain_relative(path: str) -> bool:
+    """Safe, and without empty or `.` components: what tools write in RECORDs and records."""
+    return unsafe(path) is None and all(part not in ("", ".") for part in path.split("/"))

@@ -1,6 +1,6 @@
 """Pack side: do the plan's wheels fit its python and platform? Also `--inject x.whl`.
 
-The tag rules are the unpacker's (envpack.wheels), so pack and unpack cannot disagree.
+The tag rules are shared with the unpacker (envpack.wheeltags), so pack and unpack cannot disagree.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from envpack.errors import WheelError
 from envpack.hashing import hash_file
 from envpack.models import Artifact, Download, Plan
-from envpack.wheels import (
+from envpack.wheels import verify_wheel
+from envpack.wheeltags import (
     DEFAULT_GLIBC,
     DEFAULT_MACOS,
     PythonInfo,
     check_wheels_compatible,
     python_info_from_fields,
-    verify_wheel,
 )
 
 _LOWER_BOUND = re.compile(r">=\s*(\d+(?:\.\d+)*)")
