@@ -8,8 +8,6 @@ single byte of it is used.
 from __future__ import annotations
 
 import io
-import os
-import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from typing import IO, BinaryIO, Literal, Protocol, cast
 import zstandard
 
 from envpack.errors import ArchiveError
-from envpack.layout import CHUNK, METADATA_ORDER
+from envpack.layout import CHUNK
 from envpack.pathsafety import Unsafe, unsafe
 from envpack.pathsafety import parts as path_parts
 
@@ -182,7 +180,7 @@ class _Counting(io.RawIOBase):
                 raise ArchiveError("archive has unexpected data after its end marker")
 
 
-class _Guarded(io.RawIOBase):
+class Guarded(io.RawIOBase):
     """A member's data: read errors of the container become ArchiveError, not tracebacks."""
 
     def __init__(self, inner: IO[bytes]) -> None:
@@ -272,7 +270,7 @@ def iter_members(raw: BinaryIO) -> Iterator[Member]:
                 stream = tar.extractfile(info)
                 if stream is None:  # pragma: no cover - regular files always have data
                     raise ArchiveError(f"archive member {name!r} has no data")
-                yield Member(name=name, size=info.size, stream=_Guarded(stream))
+                yield Member(name=name, size=info.size, stream=Guarded(stream))
             end = tar.offset
         counter.drain(_TRAILING_LIMIT)
         # A tar ends with two zero blocks; without them it was cut at a header boundary.
@@ -280,45 +278,3 @@ def iter_members(raw: BinaryIO) -> Iterator[Member]:
             raise ArchiveError("archive is truncated (no end-of-archive marker)")
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise ArchiveError(f"archive is corrupt or truncated ({exc})") from None
-
-
-def members_of(source: BinaryIO | Path) -> Iterator[Member]:
-    """The members of an archive stream, or of a pack written as a folder."""
-    return iter_directory(source) if isinstance(source, Path) else iter_members(source)
-
-
-def iter_directory(root: Path) -> Iterator[Member]:
-    """Yield a folder pack's files as iter_members yields an archive's, in the archive's order.
-
-    Each entry passes the same check_member as a tar member, so a symlink, a device or a
-    setuid file in the folder is refused just as it would be inside an archive.
-    """
-    if not any((root / n).is_file() for n in METADATA_ORDER[:2]):
-        # Checked before walking: a mistyped path could be a home directory.
-        raise ArchiveError(
-            f"{root} is a directory but no pack (no envpack.json or pixi-pack.json in it)"
-        )
-    names: list[str] = []
-    for top, dirs, files in os.walk(root):
-        dirs.sort()
-        for entry in [*files, *(d for d in dirs if (Path(top) / d).is_symlink())]:
-            path = Path(top) / entry
-            info = tarfile.TarInfo(path.relative_to(root).as_posix())
-            st = path.lstat()
-            info.mode = stat.S_IMODE(st.st_mode)
-            info.type = _TAR_TYPES.get(stat.S_IFMT(st.st_mode), tarfile.CHRTYPE)
-            names.append(check_member(info))
-    first = [n for n in METADATA_ORDER if n in names]
-    # repodata.json before the package files, as the writer orders them.
-    rest = sorted(set(names) - set(first), key=lambda n: (not n.endswith("/repodata.json"), n))
-    for name in [*first, *rest]:
-        try:
-            handle = (root / name).open("rb")
-        except OSError as exc:
-            raise ArchiveError(f"cannot read {root / name}: {exc.strerror}") from None
-        with handle:
-            size = os.fstat(handle.fileno()).st_size
-            yield Member(name=name, size=size, stream=_Guarded(handle))
-
-
-_TAR_TYPES = {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFLNK: tarfile.SYMTYPE}

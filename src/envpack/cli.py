@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -17,13 +17,8 @@ from envpack.cachedir import DEFAULT_HELP
 from envpack.cliutil import completion_option, new_app
 from envpack.cliutil import main as run_main
 from envpack.errors import EnvpackError, UsageError
-from envpack.jsonout import document
 from envpack.layout import SBOM_NAME
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
-from envpack.textout import columns
-
-if TYPE_CHECKING:
-    from envpack.pack import PackOptions, PackResult
 
 app = new_app()
 
@@ -228,6 +223,7 @@ def main_command(
     from envpack.fetch import FetchOptions
     from envpack.netconfig import NetworkOptions, load_config, parse_mirror
     from envpack.pack import PackOptions, pack, write_sbom
+    from envpack.packreport import print_plan, print_result
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     network = NetworkOptions(
@@ -261,7 +257,7 @@ def main_command(
     )
     if dry_run:
         load_config(network)  # a broken config.toml is worth one line even in a dry run
-        _print_plan(options, reporter, as_json)
+        print_plan(options, reporter, as_json)
         return
     if sbom_only:
         if create_executable:
@@ -273,7 +269,7 @@ def main_command(
     if options.output is None and sys.stdout.isatty():
         raise EnvpackError("refusing to write an archive to a terminal; redirect stdout")
     result = pack(options, reporter)
-    _print_result(result, as_json, quiet)
+    print_result(result, as_json, quiet)
 
 
 def _default_output(sbom_only: bool, create_executable: bool, directory_only: bool) -> str:
@@ -283,57 +279,6 @@ def _default_output(sbom_only: bool, create_executable: bool, directory_only: bo
     if directory_only:
         return "environment"
     return "environment.sh" if create_executable else "environment.tar"
-
-
-def _print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:
-    from envpack.pack import make_plan
-
-    plan = make_plan(options, reporter)
-    rows = [d.artifact for d in plan.downloads]
-    if as_json:
-        typer.echo(
-            document(
-                "plan",
-                platform=plan.platform,
-                environment=plan.environment,
-                artifacts=rows,
-                virtual_packages=list(plan.virtual_packages),
-            )
-        )
-        return
-    table = [(a.name, a.version, a.build, _size(a.size), a.kind) for a in rows]
-    for line in columns(table, right={3}):
-        typer.echo(line)
-    typer.echo(
-        f"{len(rows)} artifacts, {_size(plan.total_size)} for {plan.environment} on "
-        f"{plan.platform}"
-        + (f", needs {', '.join(plan.virtual_packages)}" if plan.virtual_packages else "")
-    )
-
-
-def _size(size: int | None) -> str:
-    return "?" if size is None else f"{size / 1e6:.2f} MB"
-
-
-def _print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
-    where = str(result.output) if result.output else "stdout"
-    if as_json:
-        doc = document(
-            "pack",
-            platform=result.manifest.platform,
-            environment=result.manifest.environment,
-            artifacts=result.manifest.artifacts,
-            output=where,
-            sha256=result.sha256,
-            size=result.size,
-        )
-        print(doc, file=sys.stderr if result.output is None else sys.stdout)
-    elif not quiet:
-        print(
-            f"packed {len(result.manifest.artifacts)} artifacts into {where} "
-            f"({result.size / 1e6:.1f} MB, sha256 {result.sha256})",
-            file=sys.stderr,
-        )
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from envpack.archive import Member, members_of
+from envpack.archive import Member
 from envpack.errors import ArchiveError
+from envpack.folder import members_of
 from envpack.hashing import hash_stream
 from envpack.hostcheck import (
     check_platform,

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from envpack.archive import Member, members_of
+from envpack.archive import Member
 from envpack.errors import ArchiveError, EnvpackError
+from envpack.folder import members_of
 from envpack.hashing import hash_stream
 from envpack.layout import (
     CHANNEL_DIR,

@@ -6,9 +6,6 @@ Typer only. Imports nothing that only packing needs, and loads rattler lazily so
 
 from __future__ import annotations
 
-import io
-import os
-import select
 import shlex
 import sys
 from pathlib import Path
@@ -19,10 +16,10 @@ import typer
 from envpack.buildinfo import version_line
 from envpack.cliutil import completion_option, new_app
 from envpack.cliutil import main as run_main
-from envpack.errors import ArchiveError, EnvpackError, UsageError
+from envpack.errors import EnvpackError, UsageError
 from envpack.jsonout import document
-from envpack.layout import CHUNK
 from envpack.models import Artifact
+from envpack.source import ArchiveSource
 from envpack.textout import columns
 
 if TYPE_CHECKING:
@@ -39,7 +36,6 @@ def activation_hint(script: Path, shell: str) -> str:
 
 
 app = new_app()
-DEFAULT_PACK = "environment.tar"
 
 
 def _version(value: bool) -> None:
@@ -155,7 +151,7 @@ def main_command(
     from envpack.progress import Reporter, SilentReporter, TqdmReporter
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
-    with _ArchiveSource(archive) as source:
+    with ArchiveSource(archive) as source:
         if sbom:
             _print_sbom(source)
             return
@@ -193,90 +189,6 @@ def main_command(
         activate = result.scripts[0] if result.scripts else None
         hint = f"; activate with: {activation_hint(activate, shell)}" if activate else ""
         print(f"unpacked {result.packages} packages into {result.prefix}{hint}", file=sys.stderr)
-
-
-class _PolledPipe(io.RawIOBase):
-    """A pipe read that returns to Python four times a second while no data comes.
-
-    A signal may be delivered to any thread, and rattler starts threads of its own: one
-    that lands there leaves a main thread blocked in read() with its handler pending until
-    data arrives. Waiting in short select()s lets Ctrl-C and SIGTERM act within 0.25 s.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not select.select([self._fd], [], [], 0.25)[0]:
-            pass
-        data = os.read(self._fd, len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _stdin() -> BinaryIO:
-    return io.BufferedReader(_PolledPipe(sys.stdin.fileno()), buffer_size=CHUNK)
-
-
-class _ArchiveSource:
-    """The archive to read: a file, stdin, a self-extracting file, or this very program."""
-
-    def __init__(self, archive: str | None) -> None:
-        self._archive = archive
-        self._file: BinaryIO | None = None
-
-    def __enter__(self) -> BinaryIO | Path:
-        from envpack import selfextract
-        from envpack.runtime import own_executable
-
-        if self._archive == "-":
-            if sys.stdin.isatty():
-                raise UsageError(
-                    "refusing to read an archive from a terminal; pipe one in "
-                    "(cat env.tar | envunpack - -o DIR) or name the file"
-                )
-            return _stdin()
-        if self._archive is None:
-            program = own_executable()
-            payload = selfextract.find_payload(program)
-            if payload is None and Path(DEFAULT_PACK).is_file():
-                # pixi-unpack's default: the pack pixi-pack writes by default, here.
-                self._file = Path(DEFAULT_PACK).open("rb")
-                return self._file
-            if payload is None:
-                cut = selfextract.truncation(program)
-                if cut is not None:
-                    raise ArchiveError(cut)
-                raise UsageError("missing ARCHIVE: name the archive to unpack ('-' for stdin)")
-        else:
-            path = Path(self._archive)
-            try:
-                path.open("rb").close()
-            except FileNotFoundError:
-                raise EnvpackError(f"no such archive: {path}") from None
-            except IsADirectoryError:
-                # A pack written with --directory-only (or by pixi-pack): same checks.
-                return path
-            except OSError as exc:
-                raise EnvpackError(f"cannot read {path}: {exc.strerror}") from None
-            payload = selfextract.find_payload(path)
-            if payload is None:
-                cut = selfextract.truncation(path)
-                if cut is not None:
-                    raise ArchiveError(cut)
-                self._file = path.open("rb")
-                return self._file
-        # Checked in full before anything is written: a cut or altered file is refused here.
-        selfextract.verify(payload)
-        self._file = selfextract.open_payload(payload)
-        return self._file
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
 
 
 def _print_sbom(source: BinaryIO | Path) -> None:
