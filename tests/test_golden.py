@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,69 @@ def test_sbom_bytes_match_the_golden_digest() -> None:
     subject = Subject("default", "linux-64", "23" * 32)
     data = sbom_json(items, subject, tool_version="0.0.0")
     assert hashlib.sha256(data).hexdigest() == GOLDEN_SBOM
+
+
+# The whole output of `envpack` for fixed inputs, as pixi-pack snapshots whole packs: the
+# manifest, pixi-pack.json, environment.yml, the SBOM, repodata and the artifacts.
+GOLDEN_PACK = {
+    "zstd": "aa48362bd4190602a796af8505a801ece0ff425f3e0c3fc39e45e8ad350274b8",
+    "none": "8f8e20ff1a8d5344e1ae75d0c2b10012df52a5588d6e73f4fd75508a931b6ce3",
+}
+
+
+def _whole_pack(tmp_path: Path, compression: Compression) -> bytes:
+    from envpack.fetch import Fetched
+    from envpack.models import Download, Plan
+    from envpack.packcontents import manifest_for, shipped, subject, write_members
+    from envpack.progress import SilentReporter
+    from envpack.sbom import plan_items, sbom_json
+
+    conda = [
+        ("python", "3.11.2", "h0_0", "linux-64", ".conda", bytes(range(256)) * 64, []),
+        ("six", "1.16.0", "pyh_0", "noarch", ".tar.bz2", b"six" * 1000, ["python >=3.11"]),
+    ]
+    downloads, fetched = [], []
+    for name, version, build, subdir, ext, data, depends in conda:
+        filename = f"{name}-{version}-{build}{ext}"
+        path = tmp_path / filename
+        path.write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        artifact = Artifact(
+            "conda", name, version, filename, sha, "00" * 16, len(data), build, subdir
+        )
+        record: dict[str, object] = {
+            "name": name,
+            "version": version,
+            "build": build,
+            "build_number": 0,
+            "depends": depends,
+            "subdir": subdir,
+            "license": "MIT",
+        }
+        url = f"https://conda.example.invalid/channel/{subdir}/{filename}"
+        downloads.append(Download(artifact, url, record))
+        fetched.append(Fetched(artifact, path, sha, len(data)))
+    wheel = tmp_path / "tabulate-0.9.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel" * 700)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    artifact = Artifact("wheel", "tabulate", "0.9.0", wheel.name, sha, None, 3500)
+    downloads.append(Download(artifact, f"https://pypi.example.invalid/{wheel.name}"))
+    fetched.append(Fetched(artifact, wheel, sha, 3500))
+    plan = Plan("default", "linux-64", "ab" * 32, ("__glibc >=2.17",), tuple(downloads))
+    artifacts = shipped(fetched)
+    sbom = sbom_json(plan_items(plan, artifacts), subject(plan), tool_version="0.0.0")
+    manifest = manifest_for(plan, artifacts, sbom)
+    out = io.BytesIO()
+    with ArchiveWriter(out, compression, 3) as writer:
+        write_members(writer, plan, fetched, manifest, sbom, SilentReporter().bar("w", None))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_whole_pack_matches_the_golden_digest(
+    compression: Compression, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tool version is in the manifest; a release must not count as a format change.
+    monkeypatch.setattr("envpack.packcontents.__version__", "0.0.0")
+    data = _whole_pack(tmp_path, compression)
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_PACK[compression]
