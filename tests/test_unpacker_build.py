@@ -25,7 +25,7 @@ import pytest
 from envpack import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY = ROOT / "unpacker" / "envunpack_entry.py"
+ENTRY = ROOT / "freeze" / "envunpack_entry.py"
 
 # Modules only the packer needs: none may load in the unpacker, or the frozen binary would
 # carry them (and their start-up cost) or fail on a missing import. The one list is

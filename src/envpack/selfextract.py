@@ -30,7 +30,7 @@ _READS = (1, 2)
 _TRAILER = struct.Struct("<32sQQI12s")  # little-endian, 64 bytes
 TRAILER_SIZE = _TRAILER.size
 # Every static envunpack carries its compressed rattler extension in this ELF section
-# (unpacker/freeze.sh), which no other program has: it marks the file as ours.
+# (freeze/freeze.sh), which no other program has: it marks the file as ours.
 UNPACKER_SECTION = b".envpack.rattler"
 
 

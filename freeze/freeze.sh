@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 lazy_section=.envpack.rattler
 ENVPACK_BUILD_INFO="$build_info" ENVPACK_LAZY_SECTION_FILE="$work/rattler.abi3.so.zst" \
     pyinstaller --noconfirm --clean --log-level WARN --distpath "$work/dist" \
-    --workpath "$work/build" "$src_root/unpacker/envunpack.spec"
+    --workpath "$work/build" "$src_root/freeze/envunpack.spec"
 
 # --no-compress: the payload is zlib and zstd already; staticx's xz on top shrinks it by 3 MB
 # but costs ~0.4 s of CPU at every start to decode.
