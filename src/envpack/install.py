@@ -55,7 +55,7 @@ def records(got: Received, staging: Path) -> list[rattler.RepoDataRecord]:
         # pixi-pack archives have no manifest: the repodata's sha256 is then the only guard.
         if record.sha256 is not None and record.sha256.hex() != digest:
             raise ArchiveError(f"{member_path}: sha256 does not match its repodata record")
-        if got.manifest is None and record.sha256 is None:
+        if got.flavour.records_must_hash and record.sha256 is None:
             raise ArchiveError(
                 f"{member_path}: its repodata record has no sha256 to verify it against"
             )

@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from envpack.archive import Member
 from envpack.errors import ArchiveError
+from envpack.flavour import Envpack, Flavour, PixiPack
 from envpack.folder import members_of
 from envpack.hashing import hash_stream
 from envpack.hostcheck import (
@@ -32,7 +33,7 @@ from envpack.layout import (
     is_repodata_path,
 )
 from envpack.manifest import manifest_from_json, pixi_pack_platform
-from envpack.models import Manifest
+from envpack.models import Artifact, Manifest
 from envpack.progress import Bar, Reporter
 from envpack.sbomread import verify as verify_sbom
 
@@ -45,6 +46,7 @@ class Received:
 
     manifest: Manifest | None = None
     platform: str | None = None
+    flavour: Flavour = field(default_factory=PixiPack)
     repodata: dict[str, bytes] = field(default_factory=dict)
     packages: dict[str, tuple[Path | None, str]] = field(default_factory=dict)  # → file, sha256
     wheels: dict[str, Path | None] = field(default_factory=dict)
@@ -71,6 +73,7 @@ class Reader:
             if index == 0 and member.name == MANIFEST_NAME:
                 got.manifest = manifest_from_json(_read_small(member))
                 got.platform = got.manifest.platform
+                got.flavour = Envpack(got.manifest)
             elif member.name == MANIFEST_NAME:
                 raise ArchiveError(f"{MANIFEST_NAME} must be the first member of the archive")
             elif member.name == PIXI_PACK_NAME:
@@ -78,9 +81,9 @@ class Reader:
                 if got.manifest is not None and platform != got.manifest.platform:
                     raise ArchiveError("pixi-pack.json and envpack.json disagree on the platform")
                 got.platform = platform
-            elif got.manifest is None and member.name == ENVIRONMENT_YML:
+            elif got.flavour.metadata_in_head and member.name == ENVIRONMENT_YML:
                 _read_small(member)
-            elif got.manifest is None and is_repodata_path(member.name):
+            elif got.flavour.metadata_in_head and is_repodata_path(member.name):
                 _accept_repodata(got, member)
             else:
                 self._pending = member
@@ -98,41 +101,31 @@ class Reader:
     def rest(self, into: Path | None, reporter: Reporter) -> Received:
         """Stream the remaining members; artifacts go under `into`, or are only hashed."""
         got = self.got
-        manifest = got.manifest
-        total = sum(a.size or 0 for a in manifest.artifacts) if manifest else None
-        bar: Bar = reporter.bar("verify", total, "B")
+        flavour = got.flavour
+        bar: Bar = reporter.bar("verify", flavour.total, "B")
         try:
             for member in self._remaining():
                 if member.name == ENVIRONMENT_YML:
                     _read_small(member)
                 elif is_repodata_path(member.name):
                     _accept_repodata(got, member)
-                elif member.name == SBOM_NAME and manifest is not None and manifest.sbom:
+                elif member.name == SBOM_NAME and flavour.sbom is not None:
                     # Only where the manifest lists it; anywhere else it is unexpected.
-                    got.sbom = verify_sbom(member, manifest.sbom)
+                    got.sbom = verify_sbom(member, flavour.sbom)
                 elif is_artifact_path(member.name):
                     dest = into / member.name if into is not None else None
-                    digest = _store(member, dest, manifest, bar)
+                    expected = flavour.expected(member.name, member.size)
+                    digest = _store(member, dest, expected, bar)
                     if member.name.startswith(PYPI_DIR + "/"):
                         got.wheels[member.name] = dest
                     else:
                         got.packages[member.name] = (dest, digest)
-                elif manifest is not None:
-                    raise ArchiveError(f"unexpected archive member {member.name!r}")
                 else:
-                    reporter.warn(f"ignoring unknown archive member {member.name!r}")
+                    reporter.warn(flavour.unknown(member.name))
                     _drain(member)
         finally:
             bar.close()
-        if manifest is not None:
-            missing = [a.path for a in manifest.artifacts if a.path not in got.packages]
-            missing = [m for m in missing if m not in got.wheels]
-            if missing:
-                raise ArchiveError(
-                    f"archive is missing {len(missing)} artifacts, e.g. {missing[0]}"
-                )
-            if manifest.sbom is not None and got.sbom is None:
-                raise ArchiveError(f"archive is missing {SBOM_NAME}, which its manifest lists")
+        flavour.check_complete({*got.packages, *got.wheels}, got.sbom is not None)
         return got
 
     def _remaining(self) -> Iterator[Member]:
@@ -158,9 +151,9 @@ def read_manifest(source: BinaryIO | Path) -> Manifest | dict[str, object]:
 
 def _accept_repodata(got: Received, member: Member) -> None:
     subdir = member.name.split("/")[1]
-    # With a manifest, only the two subdirs an env can use; without one (pixi-pack), any,
-    # but all repodata together is capped: it is held in memory.
-    if got.manifest is not None and subdir not in ("noarch", got.manifest.platform):
+    # With a manifest, only the two subdirs an env can use; all repodata together is
+    # capped either way: it is held in memory.
+    if not got.flavour.repodata_allowed(subdir):
         raise ArchiveError(f"unexpected archive member {member.name!r}")
     held = sum(len(v) for v in got.repodata.values())
     if held + member.size > METADATA_LIMIT:
@@ -168,17 +161,8 @@ def _accept_repodata(got: Received, member: Member) -> None:
     got.repodata[member.name] = _read_small(member)
 
 
-def _store(member: Member, dest: Path | None, manifest: Manifest | None, bar: Bar) -> str:
-    """Copy one artifact to `dest` (or nowhere), hashing as it streams; the manifest must agree."""
-    expected = manifest.artifact_for(member.name) if manifest is not None else None
-    if manifest is not None:
-        if expected is None:
-            raise ArchiveError(f"archive member {member.name!r} is not in the manifest")
-        # Checked from the header, before reading: a lying member cannot inflate past this.
-        if member.size != expected.size:
-            raise ArchiveError(
-                f"{member.name}: {member.size} bytes in the archive, manifest says {expected.size}"
-            )
+def _store(member: Member, dest: Path | None, expected: Artifact | None, bar: Bar) -> str:
+    """Copy one artifact to `dest` (or nowhere), hashing as it streams; it must be `expected`."""
     if dest is None:
         digest = hash_stream(member.stream, each=lambda c: bar.update(len(c))).sha256
     else:
