@@ -31,7 +31,6 @@ from envpack.wheels import check_member_names, install_wheels, verify_wheel
 from envpack.wheeltags import (
     DEFAULT_GLIBC,
     PythonInfo,
-    check_wheel_compatible,
     check_wheels_compatible,
     platform_tags,
     python_info,
@@ -332,7 +331,7 @@ def test_default_glibc_is_pixis() -> None:
 )
 def test_incompatible_wheel_named(filename: str, reason: str) -> None:
     with pytest.raises(WheelError) as info:
-        check_wheel_compatible(filename, PY311, "linux-64", "2.28")
+        check_wheels_compatible([filename], PY311, "linux-64", "2.28")
     message = str(info.value)
     assert filename in message
     assert reason in message
@@ -353,18 +352,18 @@ def test_all_offenders_in_one_error() -> None:
 
 
 def test_compatible_wheels_pass() -> None:
-    check_wheel_compatible(
-        "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    check_wheels_compatible(
+        ["numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"],
         PY311,
         "linux-64",
         "2.17",
     )
-    check_wheel_compatible(WHEEL_NAME, PY311, "linux-aarch64", None)
+    check_wheels_compatible([WHEEL_NAME], PY311, "linux-aarch64", None)
 
 
 def test_bad_wheel_filename() -> None:
     with pytest.raises(WheelError, match="not a valid wheel file name"):
-        check_wheel_compatible("numpy.whl", PY311, "linux-64", None)
+        check_wheels_compatible(["numpy.whl"], PY311, "linux-64", None)
 
 
 # --- member names ----------------------------------------------------------------------------
@@ -608,7 +607,7 @@ def pypi_wheels() -> tuple[Path, Path]:
 def test_real_wheels_install(pypi_wheels: tuple[Path, Path], tmp_path: Path) -> None:
     numpy, pure = pypi_wheels
     for wheel in (numpy, pure):
-        check_wheel_compatible(wheel.name, PY311, "linux-64", "2.17")
+        check_wheels_compatible([wheel.name], PY311, "linux-64", "2.17")
         verify_wheel(wheel)
     staging, final = tmp_path / "staging", tmp_path / "final"
     started = time.perf_counter()
@@ -651,9 +650,9 @@ def test_real_numpy_refused_for_other_pythons(pypi_wheels: tuple[Path, Path]) ->
     numpy, _ = pypi_wheels
     py312 = python_info_from_fields({"version": "3.12.1", "build": "h0_cpython"})
     with pytest.raises(WheelError, match=r"not CPython 3\.12"):
-        check_wheel_compatible(numpy.name, py312, "linux-64", "2.28")
+        check_wheels_compatible([numpy.name], py312, "linux-64", "2.28")
     with pytest.raises(WheelError, match="not linux-aarch64"):
-        check_wheel_compatible(numpy.name, PY311, "linux-aarch64", "2.28")
+        check_wheels_compatible([numpy.name], PY311, "linux-aarch64", "2.28")
 
 
 def test_unpack_side_imports_no_packer_code() -> None:

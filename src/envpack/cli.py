@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from envpack import __version__
-from envpack.archive import Compression
+from envpack.archive import DEFAULT_LEVEL, Compression
 from envpack.cachedir import DEFAULT_HELP
 from envpack.cliutil import completion_option, new_app
 from envpack.cliutil import main as run_main
@@ -68,7 +68,9 @@ def main_command(
         Compression,
         typer.Option(help="zstd (default) or none: a plain tar that pixi-unpack also reads."),
     ] = "zstd",
-    level: Annotated[int, typer.Option(min=1, max=22, help="zstd level, 1 (fast) to 22.")] = 3,
+    level: Annotated[
+        int, typer.Option(min=1, max=22, help="zstd level, 1 (fast) to 22.")
+    ] = DEFAULT_LEVEL,
     cache: Annotated[
         Path | None,
         typer.Option(

@@ -69,8 +69,8 @@ class PixiPack:
     sbom = None
     manifest = None
 
-    def expected(self, path: str, size: int) -> None:
-        return None
+    def expected(self, path: str, size: int) -> Artifact | None:
+        return None  # nothing is promised; the repodata's sha256 is checked at linking
 
     def repodata_allowed(self, subdir: str) -> bool:
         return True  # any subdir; all repodata together is capped, as it is held in memory

@@ -204,13 +204,6 @@ def wheel_tags(filename: str) -> frozenset[Tag]:
         raise WheelError(f"{filename} is not a valid wheel file name ({exc})") from None
 
 
-def check_wheel_compatible(
-    filename: str, python: PythonInfo, platform: str, glibc: str | None, *, macos: str | None = None
-) -> None:
-    """Refuse a wheel whose tags the environment's python on the target platform cannot use."""
-    check_wheels_compatible([filename], python, platform, glibc, macos=macos)
-
-
 def check_wheels_compatible(
     filenames: Iterable[str],
     python: PythonInfo,
@@ -219,7 +212,7 @@ def check_wheels_compatible(
     *,
     macos: str | None = None,
 ) -> None:
-    """Like check_wheel_compatible, but names every offender in one error."""
+    """Refuse wheels whose tags the env's python on the target cannot use; name them all."""
     supported = supported_tags(python, platform, glibc, macos=macos)
     problems = []
     for filename in filenames:
