@@ -14,19 +14,20 @@ import typer
 from envpack import __version__
 from envpack.archive import DEFAULT_LEVEL, Compression
 from envpack.cachedir import DEFAULT_HELP
-from envpack.cliutil import completion_option, new_app
+from envpack.cliutil import (
+    JsonFlag,
+    QuietFlag,
+    VerboseFlag,
+    completion_option,
+    new_app,
+    version_option,
+)
 from envpack.cliutil import main as run_main
 from envpack.errors import EnvpackError, UsageError
 from envpack.layout import SBOM_NAME
 from envpack.progress import Reporter, SilentReporter, TqdmReporter
 
 app = new_app()
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"envpack {__version__}")
-        raise typer.Exit()
 
 
 @app.command()
@@ -164,13 +165,10 @@ def main_command(
             "hashes; no package is downloaded.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")] = False,
-    version: Annotated[
-        bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = None,
+    as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
+    verbose: VerboseFlag = False,
+    version: Annotated[bool | None, version_option(lambda: f"envpack {__version__}")] = None,
     prefix: Annotated[
         Path | None,
         typer.Option(

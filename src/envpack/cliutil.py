@@ -7,8 +7,8 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Annotated, NoReturn
 
 import click
 import typer
@@ -36,6 +36,26 @@ def new_app() -> typer.Typer:
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
+
+
+# The options both command lines have, spelled once.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+QuietFlag = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")]
+VerboseFlag = Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")]
+
+
+def version_option(line: Callable[[], str]) -> typer.models.OptionInfo:
+    """`--version`: print `line()` and exit, before anything else is parsed."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(line())
+            raise typer.Exit()
+
+    option: typer.models.OptionInfo = typer.Option(
+        "--version", callback=show, is_eager=True, expose_value=False, help="Show the version."
+    )
+    return option
 
 
 COMPLETION_SHELLS = ("bash", "zsh", "fish")

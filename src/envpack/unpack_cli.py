@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 import typer
 
 from envpack.buildinfo import version_line
-from envpack.cliutil import completion_option, new_app
+from envpack.cliutil import (
+    JsonFlag,
+    QuietFlag,
+    VerboseFlag,
+    completion_option,
+    new_app,
+    version_option,
+)
 from envpack.cliutil import main as run_main
 from envpack.errors import EnvpackError, UsageError
 from envpack.jsonout import document
@@ -36,12 +43,6 @@ def activation_hint(script: Path, shell: str) -> str:
 
 
 app = new_app()
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(version_line())
-        raise typer.Exit()
 
 
 @app.command()
@@ -110,13 +111,10 @@ def main_command(
             "manifest (for a pixi-pack archive, one made from its repodata).",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")] = False,
-    version: Annotated[
-        bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = None,
+    as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
+    verbose: VerboseFlag = False,
+    version: Annotated[bool | None, version_option(version_line)] = None,
     completion: Annotated[str | None, completion_option("envunpack")] = None,
 ) -> None:
     """Unpack ARCHIVE into DIR/env and write DIR/activate.sh (and deactivate.sh).
