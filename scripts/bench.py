@@ -4,7 +4,7 @@ Every figure is a median of several runs, and the contestants of each comparison
 turn (round-robin, the order rotating every round) within one invocation, so on a shared,
 noisy machine they all see the same noise. Ratios are the medians of the per-round ratios.
 
-The environment is the benchmark env of `tests/fixtures/bigenv.py` (~75 packages, numpy,
+The environment is the benchmark env of `devtools/fixtures/bigenv.py` (~75 packages, numpy,
 scipy, pandas, pyarrow, ...); `--env fixture` runs the same on the small fixture env.
 `all` also writes docs/benchmarks.md (and docs/benchmarks.svg).
 """
@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import os
 import platform
 import shutil
@@ -29,9 +28,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html import escape
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,12 +36,14 @@ sys.path.insert(0, str(ROOT))
 import rattler  # noqa: E402
 import urllib3  # noqa: E402
 
+from devtools.httpserver import serve_directory  # noqa: E402
+
 # The fixture builders (rattler_build and all) load only in the parent process, so the
 # rattler.install baseline's own process starts as lean as envunpack's.
 if __name__ == "__main__" and sys.argv[1:2] != ["_rattler-install"]:
-    from tests.fixtures import bigenv
-    from tests.fixtures.channel import build as build_fixture
-    from tests.fixtures.channel import lock_for
+    from devtools.fixtures import bigenv
+    from devtools.fixtures.channel import build as build_fixture
+    from devtools.fixtures.channel import lock_for
 
 BIN = Path(sys.executable).parent
 FROZEN = ROOT / "dist" / "envunpack-x86_64-linux"
@@ -193,38 +192,6 @@ def private_fs(path: Path, size: str) -> Iterator[tuple[Path, bool]]:
             subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-# --- serving -----------------------------------------------------------------------------------
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    delay = 0.0
-
-    def do_GET(self) -> None:
-        if self.delay:
-            time.sleep(self.delay)  # the round trip to a far-away server, per request
-        super().do_GET()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve(directory: Path, delay: float) -> Iterator[str]:
-    handler = type("H", (_Handler,), {"delay": delay})
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
-    )
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 # --- the environment under test ----------------------------------------------------------------
 
 
@@ -275,7 +242,7 @@ def lock_records(lock: Path) -> list[rattler.RepoDataRecord]:
 @contextlib.contextmanager
 def workspace(kind: str, tmp: Path) -> Iterator[Workspace]:
     channel, lock = channel_for(kind)
-    with serve(channel, 0.0) as url:
+    with serve_directory(channel, 0.0) as url:
         project = lock_for(lock, url, tmp / "project").parent
         cache, archive = tmp / "envpack-cache", tmp / "envpack.tar.zst"
         say("packing and installing the env once")
@@ -491,7 +458,7 @@ def payload_archive(ws: Workspace) -> tuple[Path, Path, Path] | None:
         return None
     say("payload: building (cached) and packing the 1 GiB package")
     channel, lock = channel_for("bench", payload=True)
-    with serve(channel, 0.0) as url:
+    with serve_directory(channel, 0.0) as url:
         project = lock_for(lock, url, ws.tmp / "payload-project").parent
         archive, cache = ws.tmp / "payload.tar.zst", ws.tmp / "payload-cache"
         sh(BIN / "envpack", project, "-o", archive, "--cache", cache, "-q")
@@ -620,7 +587,7 @@ def bench_pack(ws: Workspace, runs: int) -> Section:
 
 def bench_cold(ws: Workspace, runs: int) -> tuple[list[list[str]], dict[str, float | None]]:
     records = lock_records(ws.lock)
-    with serve(ws.channel, 0.05) as url:
+    with serve_directory(ws.channel, 0.05) as url:
         project = lock_for(ws.lock, url, ws.tmp / "slow-project").parent
         urls = [f"{url}/{r.subdir}/{r.file_name}" for r in records]
         http = urllib3.PoolManager()
@@ -881,7 +848,7 @@ def describe_env(ws: Workspace) -> list[str]:
         if ws.kind == "bench"
         else ""
     )
-    builder = "tests/fixtures/bigenv.py" if ws.kind == "bench" else "tests/fixtures/channel.py"
+    builder = f"devtools/fixtures/{'bigenv' if ws.kind == 'bench' else 'channel'}.py"
     return [
         f"The env: {ws.packages} conda packages ({what}CPython 3.11 and its libraries),",
         f"{mb(ws.artifact_bytes)} of package files, {mb(ws.installed_bytes)} installed. Built by",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import rattler_build
 
+from devtools.fixtures import bigenv
+from devtools.fixtures.channel import ENV_SPECS
 from envpack.lockfile import plan_lock
-from tests.fixtures import bigenv
-from tests.fixtures.channel import ENV_SPECS
 
 FIXTURE_NAMES = {"python", "six", "python-dateutil", "tabulate"}
 

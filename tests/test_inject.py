@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fixtures.channel import FixtureChannel
 from envpack.errors import EnvpackError
 from envpack.inject import inject, injected
 from envpack.lockfile import plan_lock
 from envpack.models import Plan
 from envpack.progress import SilentReporter
-from tests.fixtures.channel import FixtureChannel
 
 
 def _plan(project: Path) -> Plan:

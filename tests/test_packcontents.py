@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from devtools.fixtures.channel import FixtureChannel
 from envpack.fetch import Fetched
 from envpack.lockfile import plan_lock
 from envpack.manifest import manifest_from_json
@@ -18,7 +19,6 @@ from envpack.packcontents import (
     write_members,
 )
 from envpack.packdir import DirectoryWriter
-from tests.fixtures.channel import FixtureChannel
 
 
 class _Recording(DirectoryWriter):

@@ -108,7 +108,7 @@ def test_random_lock_documents_only_raise_envpack_errors(document: str) -> None:
 
 @functools.cache
 def _real_lock_text() -> str:
-    from tests.fixtures.channel import build
+    from devtools.fixtures.channel import build
 
     return build().lock_v6.read_text()
 
