@@ -229,7 +229,7 @@ class FaultServer:
         self._server = server
         # A short poll interval: shutdown() waits for the loop to notice, once per test.
         self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.02,), name="httpfaults", daemon=True
+            target=server.serve_forever, args=(0.02,), name="test-http", daemon=True
         )
         self._thread.start()
         return self

@@ -1,4 +1,4 @@
-"""`envpack` against a channel served through tests/httpfaults.py, which misbehaves on script.
+"""`envpack` against a channel served through devtools/httpserver.py, which misbehaves on script.
 
 Transient faults (500/503, truncated bodies, stalls past `--timeout`, closed connections)
 must be ridden out by retries; persistent ones must fail with one clear error line within a
