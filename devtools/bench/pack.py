@@ -26,7 +26,14 @@ def bench_pack(ws: Workspace, runs: int) -> Section:
         Contestant(
             ours,
             lambda: sh(
-                BIN / "envpack", ws.project, "-o", out / "warm.tar", "--cache", ws.cache, "-q"
+                BIN / "envpack",
+                ws.project,
+                "-o",
+                out / "warm.tar",
+                "--cache",
+                ws.cache,
+                "-q",
+                "--force",  # every run after the warm-up replaces the last one's archive
             ),
         ),
         Contestant(
@@ -104,6 +111,7 @@ def bench_cold(ws: Workspace, runs: int) -> tuple[list[list[str]], dict[str, flo
                     "--cache",
                     cold_cache,
                     "-q",
+                    "--force",
                     "--concurrency",
                     str(concurrency),
                 ),

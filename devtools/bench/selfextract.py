@@ -50,6 +50,7 @@ def bench_selfextract(ws: Workspace, runs: int) -> Section:
                 "--cache",
                 ws.cache,
                 "-q",
+                "--force",
                 "--create-executable",
                 "--unpacker",
                 FROZEN,
@@ -58,7 +59,14 @@ def bench_selfextract(ws: Workspace, runs: int) -> Section:
         Contestant(
             "envpack (warm cache)",
             lambda: sh(
-                BIN / "envpack", ws.project, "-o", ws.tmp / "plain.tar", "--cache", ws.cache, "-q"
+                BIN / "envpack",
+                ws.project,
+                "-o",
+                ws.tmp / "plain.tar",
+                "--cache",
+                ws.cache,
+                "-q",
+                "--force",
             ),
         ),
     ]
