@@ -6,6 +6,7 @@ that process starts without the fixture builders.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,12 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["_rattler-install"]:
         from devtools.bench import baseline
 
-        sys.exit(baseline.main(sys.argv[2:]))
+        code = baseline.main(sys.argv[2:])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # No interpreter teardown: py-rattler's threads can abort it ("PyGILState_Release"),
+        # turning a finished install into exit code 134 (envpack.cliutil.exit_now does so too).
+        os._exit(code)
     from devtools.bench.cli import main
 
     sys.exit(main())
