@@ -11,11 +11,12 @@ from pathlib import Path
 
 import devtools.bench
 from devtools.bench import baseline
-from devtools.bench.common import BENCH_VENV, DOCS, Section, say
+from devtools.bench.common import BENCH_VENV, DOCS, say
 from devtools.bench.measure import sh
 from devtools.bench.pack import bench_pack, bench_sizes
 from devtools.bench.report import render, render_svg
 from devtools.bench.selfextract import bench_selfextract
+from devtools.bench.tables import Section
 from devtools.bench.unpack import bench_peaks, bench_unpack
 from devtools.bench.unpacker import bench_unpacker
 from devtools.bench.workspace import workspace

@@ -7,8 +7,9 @@ import shutil
 import urllib3
 
 from devtools.bench.baseline import lock_records
-from devtools.bench.common import BENCH_VENV, BIN, Section, mb, say, secs, table, times_x
+from devtools.bench.common import BENCH_VENV, BIN, say
 from devtools.bench.measure import Contestant, median, race, ratio, sh, shell
+from devtools.bench.tables import Section, mb, secs, table, times_x
 from devtools.bench.workspace import Workspace
 from devtools.fixtures.channel import lock_for
 from devtools.httpserver import serve_directory
@@ -25,16 +26,7 @@ def bench_pack(ws: Workspace, runs: int) -> Section:
     contestants = [
         Contestant(
             ours,
-            lambda: sh(
-                BIN / "envpack",
-                ws.project,
-                "-o",
-                out / "warm.tar",
-                "--cache",
-                ws.cache,
-                "-q",
-                "--force",  # every run after the warm-up replaces the last one's archive
-            ),
+            ws.warm_pack(out / "warm.tar"),
         ),
         Contestant(
             "tar -c of the same artifacts | zstd -3 -T0",

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from devtools.bench.common import ROOT, Section, mb, table
+from devtools.bench.common import ROOT
+from devtools.bench.tables import Section, mb, table
 from devtools.bench.workspace import Workspace
 
 

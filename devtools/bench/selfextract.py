@@ -7,19 +7,9 @@ import shutil
 import statistics
 import subprocess
 
-from devtools.bench.common import (
-    BIN,
-    FROZEN,
-    NOT_BUILT,
-    Section,
-    frozen_available,
-    mb,
-    say,
-    secs,
-    table,
-    times_x,
-)
+from devtools.bench.common import BIN, FROZEN, NOT_BUILT, frozen_available, say
 from devtools.bench.measure import Contestant, median, peak, race, ratio, sh
+from devtools.bench.tables import Section, mb, secs, table, times_x
 from devtools.bench.workspace import Workspace
 
 
@@ -42,32 +32,11 @@ def bench_selfextract(ws: Workspace, runs: int) -> Section:
     pack_contestants = [
         Contestant(
             ours,
-            lambda: sh(
-                BIN / "envpack",
-                ws.project,
-                "-o",
-                exe,
-                "--cache",
-                ws.cache,
-                "-q",
-                "--force",
-                "--create-executable",
-                "--unpacker",
-                FROZEN,
-            ),
+            ws.warm_pack(exe, "--create-executable", "--unpacker", FROZEN),
         ),
         Contestant(
             "envpack (warm cache)",
-            lambda: sh(
-                BIN / "envpack",
-                ws.project,
-                "-o",
-                ws.tmp / "plain.tar",
-                "--cache",
-                ws.cache,
-                "-q",
-                "--force",
-            ),
+            ws.warm_pack(ws.tmp / "plain.tar"),
         ),
     ]
 

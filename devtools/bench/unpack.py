@@ -7,20 +7,9 @@ import statistics
 from pathlib import Path
 
 from devtools.bench.baseline import lock_records
-from devtools.bench.common import (
-    BIN,
-    FROZEN,
-    NOT_BUILT,
-    PROBE,
-    Section,
-    frozen_available,
-    mb,
-    say,
-    secs,
-    table,
-    times_x,
-)
+from devtools.bench.common import BIN, FROZEN, NOT_BUILT, PROBE, frozen_available, say
 from devtools.bench.measure import Contestant, median, peak, private_fs, race, ratio, sh, shell
+from devtools.bench.tables import Section, mb, secs, table, times_x
 from devtools.bench.workspace import Workspace, channel_for, rattler_cmd
 from devtools.fixtures.channel import lock_for
 from devtools.httpserver import serve_directory

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from devtools.bench.common import (
-    BIN,
-    FROZEN,
-    NOT_BUILT,
-    ROOT,
-    Section,
-    frozen_available,
-    mb,
-    say,
-    secs,
-    table,
-    times_x,
-)
+from devtools.bench.common import BIN, FROZEN, NOT_BUILT, ROOT, frozen_available, say
 from devtools.bench.measure import Contestant, median, race, ratio, sh
+from devtools.bench.tables import Section, mb, secs, table, times_x
 
 
 def bench_unpacker(runs: int) -> Section:

@@ -47,6 +47,13 @@ class Workspace:
             self.conda_packs[suffix] = out
         return self.conda_packs[suffix]
 
+    def warm_pack(self, out: Path, *extra: str | Path) -> Callable[[], str]:
+        """envpack of this env from its warm cache into `out`, replaced on every run."""
+        # --force: every run after the warm-up replaces the last one's output.
+        cmd: list[str | Path] = [BIN / "envpack", self.project, "-o", out, "--cache", self.cache]
+        cmd += ["-q", "--force"]
+        return lambda: sh(*cmd, *extra)
+
     def python_check(self, prefix: Path) -> Callable[[], str]:
         return lambda: sh(prefix / "bin" / "python", "-c", PROBE[self.kind])
 
