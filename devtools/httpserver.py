@@ -192,13 +192,15 @@ class FaultServer:
             return self._then.get(path, "ok")
 
     def _on_disk(self, path: str) -> Path | None:
-        """The file under `directory` that `path` names; never one outside it."""
+        """The file below `directory` that `path` names; `..` never climbs out. Symlinks
+        are followed, as a static file server does (tests serve a channel through one)."""
         if self.directory is None:
             return None
-        candidate = (self.directory / unquote(path).lstrip("/")).resolve()
-        if self.directory not in candidate.parents or not candidate.is_file():
+        parts = [part for part in unquote(path).split("/") if part not in ("", ".")]
+        if ".." in parts:
             return None
-        return candidate
+        candidate = self.directory.joinpath(*parts)
+        return candidate if candidate.is_file() else None
 
     def count(self, path: str) -> int:
         with self._lock:

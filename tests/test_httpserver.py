@@ -36,11 +36,15 @@ def test_serves_a_directory_and_nothing_outside_it(tmp_path: Path) -> None:
     (root / "linux-64" / "pkg-1.0-0.conda").write_bytes(payload)
     (root / "a b+c.txt").write_text("spaced")
     (tmp_path / "secret").write_text("outside")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "f").write_text("through a link")
+    (root / "link").symlink_to(tmp_path / "linked")  # followed, as a static server does
     with serve_directory(root) as url:
         assert url.startswith("http://127.0.0.1:")
         assert _get(f"{url}/linux-64/pkg-1.0-0.conda") == (200, payload)
         assert _get(f"{url}/a%20b+c.txt") == (200, b"spaced")
         assert _get(f"{url}/linux-64/absent.conda")[0] == 404
+        assert _get(f"{url}/link/f") == (200, b"through a link")
         assert _get(f"{url}/linux-64")[0] == 404  # no directory listings
         assert _raw(url, "/../secret").status == 404
         assert _raw(url, "/%2e%2e/secret").status == 404
