@@ -14,9 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.fixtures.channel import FixtureChannel, build, lock_for  # noqa: E402
+from devtools.httpserver import serve_directory  # noqa: E402
 from tests.containers.harness import get_target  # noqa: E402
-from tests.fixtures.channel import FixtureChannel, build, lock_for  # noqa: E402
-from tests.fixtures.server import serve_directory  # noqa: E402
 
 APP = """\
 import sqlite3, ssl, sys

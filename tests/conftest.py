@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.fixtures.channel import build as build_fixture_channel
+from devtools.httpserver import serve_directory
 from tests.clirun import run_cli
-from tests.fixtures.channel import FixtureChannel, lock_for
-from tests.fixtures.channel import build as build_fixture_channel
-from tests.fixtures.server import serve_directory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, archives: dict[str, Path]) -> dict[str, str]:
-    from tests.fixtures.channel import build, lock_for
+    from devtools.fixtures.channel import build, lock_for
 
     base = tmp_path_factory.mktemp("fuzz")
     dead = lock_for(build().lock_v6, "http://127.0.0.1:9", base / "dead")

@@ -202,7 +202,7 @@ def test_bad_option_values(tmp_path: Path, args: list[str]) -> None:
 @pytest.fixture
 def dead_project(tmp_path: Path, fixture_channel: object) -> Path:
     """A project whose lock points at a closed port: any download attempt fails loudly."""
-    from tests.fixtures.channel import FixtureChannel, lock_for
+    from devtools.fixtures.channel import FixtureChannel, lock_for
 
     assert isinstance(fixture_channel, FixtureChannel)
     return lock_for(fixture_channel.lock_v6, "http://127.0.0.1:9", tmp_path / "dead").parent

@@ -13,10 +13,10 @@ import pytest
 from rattler.networking import Client
 from rattler.package_streaming import download_to_writer
 
+from devtools.httpserver import FaultServer
 from envpack.errors import FetchError
 from envpack.fetcherrors import Transient, classify, giving_up
 from envpack.netconfig import NetworkOptions, load_config, make_client
-from tests.httpfaults import FaultServer
 from tests.servers import certificates
 
 SECRET = "fe-t0ken-5ecret-12"

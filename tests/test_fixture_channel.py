@@ -17,8 +17,7 @@ import pytest
 import rattler
 from rattler.package import PathsJson
 
-from tests.conftest import real_shared_dir
-from tests.fixtures.channel import (
+from devtools.fixtures.channel import (
     PLACEHOLDER_URL,
     PLATFORMS,
     SUBDIRS,
@@ -27,6 +26,7 @@ from tests.fixtures.channel import (
     cache_key,
     lock_for,
 )
+from tests.conftest import real_shared_dir
 
 # What an env may take from the host: glibc and the kernel's vDSO, nothing else.
 GLIBC = re.compile(

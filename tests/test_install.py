@@ -126,8 +126,8 @@ def test_equivalent_to_rattler_install(archives: dict[str, Path], tmp_path: Path
     assert unpack(archives["zstd"], dest).returncode == 0
     ours = _tree(dest / "env")
     # Now rattler.install of the same lock records into the very same path.
-    from tests.fixtures.channel import build, lock_for
-    from tests.fixtures.server import serve_directory
+    from devtools.fixtures.channel import build, lock_for
+    from devtools.httpserver import serve_directory
 
     channel = build()
     (dest / "env").rename(tmp_path / "moved-away")

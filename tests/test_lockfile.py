@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 import rattler
 
+from devtools.fixtures.channel import FixtureChannel
 from envpack.errors import LockError, UnsupportedEntryError
 from envpack.lockfile import LOCK_NAME, find_lock, plan_lock
 from tests.clirun import assert_one_error_line, run_cli
-from tests.fixtures.channel import FixtureChannel
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LOCKS_DIR = SHARED / "real-locks"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.httpserver import FaultServer
 from envpack.errors import FetchError
 from envpack.fetch import Cache, Fetched, Fetcher, FetchOptions
 from envpack.models import Artifact, Download
@@ -24,7 +25,6 @@ from envpack.netconfig import (
     parse_mirror,
 )
 from envpack.progress import SilentReporter
-from tests.httpfaults import FaultServer
 
 SECRET = "n3t-c0nfig-S3CRET-41"
 CF = "https://conda.anaconda.org/conda-forge"

@@ -12,8 +12,8 @@ import pytest
 import rattler
 import zstandard
 
+from devtools.fixtures.channel import PLACEHOLDER_URL, FixtureChannel
 from tests.clirun import assert_one_error_line, run_cli
-from tests.fixtures.channel import PLACEHOLDER_URL, FixtureChannel
 
 
 def _tar_members(archive: Path) -> list[tarfile.TarInfo]:

@@ -22,7 +22,7 @@ HOST = str(rattler.Subdir.current())
 @pytest.fixture(scope="module")
 def packs(tmp_path_factory: pytest.TempPathFactory, channel_url: str) -> dict[str, Path]:
     """The fixture env as a plain tar and as a folder, from the same cache."""
-    from tests.fixtures.channel import build, lock_for
+    from devtools.fixtures.channel import build, lock_for
 
     base = tmp_path_factory.mktemp("packdir")
     project = lock_for(build().lock_v6, channel_url, base / "project").parent

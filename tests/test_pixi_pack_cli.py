@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import rattler
 
+from devtools.fixtures.channel import FixtureChannel, lock_for
 from tests.clirun import assert_one_error_line, run_cli
-from tests.fixtures.channel import FixtureChannel, lock_for
 from tests.stubunpacker import build_stub_unpacker
 
 HOST = str(rattler.Subdir.current())

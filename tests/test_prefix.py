@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import rattler
 
+from devtools.fixtures.channel import FixtureChannel, lock_for
 from envpack.prefix import PrefixError, plan_prefix
 from tests.clirun import assert_one_error_line, run_cli
-from tests.fixtures.channel import FixtureChannel, lock_for
 from tests.test_install import _tree
 
 # Downloads through this mirror fail at once: a pack that succeeds with it used no network.

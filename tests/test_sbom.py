@@ -26,12 +26,12 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import envpack
+from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.httpserver import serve_directory
 from envpack.models import Artifact
 from envpack.sbom import Item, Subject, sbom_json
 from tests.clirun import assert_one_error_line, run_cli
 from tests.conftest import real_shared_dir
-from tests.fixtures.channel import FixtureChannel, lock_for
-from tests.fixtures.server import serve_directory
 
 TOKEN = "tk-9f8e7d6c5b4a"
 PASSWORD = "s3cr3t-pa55"

@@ -16,11 +16,11 @@ import rattler
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.httpserver import serve_directory
 from tests.adversarial import craft
 from tests.adversarial.craft import Entry
 from tests.clirun import assert_one_error_line, run_cli
-from tests.fixtures.channel import FixtureChannel, lock_for
-from tests.fixtures.server import serve_directory
 
 SBOM = "sbom.cdx.json"
 # Three small packages without python: quick to link.

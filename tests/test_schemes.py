@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fixtures.channel import PLACEHOLDER_URL, FixtureChannel, lock_for
+from devtools.httpserver import FaultServer
 from tests.clirun import BIN, assert_one_error_line
-from tests.fixtures.channel import PLACEHOLDER_URL, FixtureChannel, lock_for
-from tests.httpfaults import FaultServer
 from tests.servers import (
     S3_KEY,
     Certificates,

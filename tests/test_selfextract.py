@@ -25,8 +25,8 @@ def stub_unpacker(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def packed(
     tmp_path_factory: pytest.TempPathFactory, fixture_channel: object, stub_unpacker: Path
 ) -> dict[str, Path]:
-    from tests.fixtures.channel import FixtureChannel, lock_for
-    from tests.fixtures.server import serve_directory
+    from devtools.fixtures.channel import FixtureChannel, lock_for
+    from devtools.httpserver import serve_directory
 
     assert isinstance(fixture_channel, FixtureChannel)
     base = tmp_path_factory.mktemp("sfx")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fixtures.channel import FixtureChannel, lock_for
 from tests.clirun import BIN, assert_one_error_line
-from tests.fixtures.channel import FixtureChannel, lock_for
 
 # --- figures -----------------------------------------------------------------------------------
 

@@ -31,13 +31,13 @@ hexes = st.text("0123456789abcdef", min_size=0, max_size=70)
 urls = st.one_of(
     st.sampled_from(
         [
-            "https://conda.anaconda.org/conda-forge/linux-64/a-1.0-h0_0.conda",
-            "https://x/t/secret/noarch/b-2-py_0.tar.bz2",
-            "http://u:p@host/linux-64/c-1-0.tar.bz2",
+            "https://conda.example.com/conda-forge/linux-64/a-1.0-h0_0.conda",
+            "https://x.invalid/t/secret/noarch/b-2-py_0.tar.bz2",
+            "http://u:p@host.invalid/linux-64/c-1-0.tar.bz2",
             "file:///etc/passwd",
             "../../escape.whl",
-            "https://files.pythonhosted.org/p/pkg-1.0-py3-none-any.whl",
-            "git+https://github.com/x/y",
+            "https://files.example.com/p/pkg-1.0-py3-none-any.whl",
+            "git+https://git.example.com/x/y",
         ]
     ),
     text,
@@ -108,7 +108,7 @@ def test_random_lock_documents_only_raise_envpack_errors(document: str) -> None:
 
 @functools.cache
 def _real_lock_text() -> str:
-    from tests.fixtures.channel import build
+    from devtools.fixtures.channel import build
 
     return build().lock_v6.read_text()
 

@@ -1,4 +1,4 @@
-"""`envpack` against a channel served through tests/httpfaults.py, which misbehaves on script.
+"""`envpack` against a channel served through devtools/httpserver.py, which misbehaves on script.
 
 Transient faults (500/503, truncated bodies, stalls past `--timeout`, closed connections)
 must be ridden out by retries; persistent ones must fail with one clear error line within a
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.httpserver import FaultServer
 from tests.adversarial.conftest import Packed, Run, note, one_error_line, record, run
 from tests.clirun import BIN
-from tests.fixtures.channel import FixtureChannel, lock_for
-from tests.httpfaults import FaultServer
 
 SEED = 4242
 PYTHON = "/linux-64/python-3.11.2-hcffc78c_0_cpython.conda"

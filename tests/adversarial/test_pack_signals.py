@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fixtures.channel import lock_for
+from devtools.httpserver import FaultServer
 from tests.adversarial.conftest import Packed, one_error_line, run
 from tests.adversarial.test_pack_faults import cache_problems
 from tests.adversarial.test_pack_faults import channel_files as channel_files
 from tests.clirun import BIN, assert_one_error_line
-from tests.fixtures.channel import lock_for
-from tests.httpfaults import FaultServer
 
 
 def _dead_port() -> int:

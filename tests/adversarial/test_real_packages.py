@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import rattler
 
+from devtools.httpserver import serve_directory
 from tests.adversarial.conftest import Packed, Run, note, one_error_line, run
 from tests.conftest import real_shared_dir
-from tests.fixtures.server import serve_directory
 
 SHARED = real_shared_dir()
 PACKAGES_DIR = SHARED / "real-packages" if SHARED else None

@@ -27,8 +27,8 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
-from tests.containers import rootfs
-from tests.containers.rootfs import EMPTY, RootfsError
+from devtools import rootfs
+from devtools.rootfs import EMPTY, RootfsError
 
 SUITES = [("bullseye", "amd64"), ("bookworm", "amd64"), ("trixie", "amd64"), ("bookworm", "arm64")]
 EMPTY_TARGET = (EMPTY, "amd64")

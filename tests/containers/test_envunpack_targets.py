@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.httpserver import serve_directory
 from tests.clirun import run_cli
 from tests.containers.conftest import TargetFactory
 from tests.containers.harness import EMPTY_TARGET, SUITES
-from tests.fixtures.channel import FixtureChannel, lock_for
-from tests.fixtures.server import serve_directory
 
 pytestmark = pytest.mark.container
 

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.containers import rootfs
+from devtools import rootfs
+from devtools.rootfs import EMPTY, RootfsError
 from tests.containers.harness import (
     CLEAN_ENV,
     EMPTY_TARGET,
@@ -28,7 +29,6 @@ from tests.containers.harness import (
     get_target,
     resolve_in_root,
 )
-from tests.containers.rootfs import EMPTY, RootfsError
 
 # The first run debootstraps the roots inside a fixture: arm64 alone takes ~6 min under
 # qemu on a loaded machine, beyond the default per-test timeout.

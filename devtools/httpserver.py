@@ -1,4 +1,9 @@
-"""A real threaded HTTP server on 127.0.0.1 that serves bytes and misbehaves on request.
+"""The one local test HTTP server: a real threaded server on 127.0.0.1 that serves bytes or
+a directory, optionally with latency, and misbehaves on request.
+
+`serve_directory(dir)` serves a folder (the fixture channel) and yields its base URL;
+`latency` delays every request (the bench's far-away server). `FaultServer(files, faults)`
+serves a mapping of paths to bytes (and `directory=` for what the mapping lacks).
 
 Each path has a fault script: one fault per request, in order, then `then` (default "ok")
 for every later request. Faults:
@@ -19,15 +24,17 @@ None for a 401 (a server that demands credentials).
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 @dataclass(frozen=True)
@@ -44,17 +51,28 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence: one line per request would drown pytest's report."""
 
-    def do_GET(self) -> None:
-        fault = self.server.owner._record_and_next_fault(self.path, dict(self.headers.items()))
+    def do_HEAD(self) -> None:
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False) -> None:
+        owner = self.server.owner
+        fault = owner._record_and_next_fault(self.path, dict(self.headers.items()))
+        if owner.latency:
+            owner._stopping.wait(owner.latency)  # the round trip to a far-away server
         path = urlsplit(self.path).path
-        guard = self.server.owner.guard
+        guard = owner.guard
         if guard is not None:
             allowed = guard(path, {k.title(): v for k, v in self.headers.items()})
             if allowed is None:
                 self._status(401)
                 return
             path = allowed
-        body = self.server.owner.files.get(path)
+        body = owner.files.get(path)
+        if body is None and fault == "ok":
+            on_disk = owner._on_disk(path)
+            if on_disk is not None:
+                self._send_file(on_disk, head)
+                return
         if fault == "delay":
             self.server.owner._stopping.wait(self.server.owner.delay_seconds)
             fault = "ok"
@@ -66,8 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            with contextlib.suppress(OSError):  # the client may give up halfway
-                self.wfile.write(body)
+            if not head:
+                with contextlib.suppress(OSError):  # the client may give up halfway
+                    self.wfile.write(body)
         elif fault == "truncate":
             data = body or b"x" * 1000
             self.send_response(200)
@@ -85,6 +104,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(int(fault.partition(":")[2]), body_after=self.server.owner.delay_seconds)
         else:
             self._status(int(fault))
+
+    def _send_file(self, path: Path, head: bool) -> None:
+        with path.open("rb") as fh:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.end_headers()
+            if not head:
+                with contextlib.suppress(OSError):  # streamed: bench packages are large
+                    shutil.copyfileobj(fh, self.wfile, 1 << 20)
 
     def _status(self, code: int, body_after: float = 0.0) -> None:
         body = f"status {code}\n".encode() * max(1, self.server.owner.error_body_size // 11)
@@ -117,9 +146,11 @@ class FaultServer:
 
     def __init__(
         self,
-        files: Mapping[str, bytes],
+        files: Mapping[str, bytes] | None = None,
         faults: Mapping[str, Sequence[str]] | None = None,
         *,
+        directory: Path | None = None,
+        latency: float = 0.0,
         then: Mapping[str, str] | None = None,
         stall_seconds: float = 3.0,
         delay_seconds: float = 0.25,
@@ -129,7 +160,9 @@ class FaultServer:
     ) -> None:
         self.tls = tls
         self.guard = guard
-        self.files = dict(files)
+        self.files = dict(files or {})
+        self.directory = directory.resolve() if directory is not None else None
+        self.latency = latency
         self._scripts = {path: list(script) for path, script in (faults or {}).items()}
         self._then = dict(then or {})
         self.stall_seconds = stall_seconds
@@ -157,6 +190,17 @@ class FaultServer:
             if script:
                 return script.pop(0)
             return self._then.get(path, "ok")
+
+    def _on_disk(self, path: str) -> Path | None:
+        """The file below `directory` that `path` names; `..` never climbs out. Symlinks
+        are followed, as a static file server does (tests serve a channel through one)."""
+        if self.directory is None:
+            return None
+        parts = [part for part in unquote(path).split("/") if part not in ("", ".")]
+        if ".." in parts:
+            return None
+        candidate = self.directory.joinpath(*parts)
+        return candidate if candidate.is_file() else None
 
     def count(self, path: str) -> int:
         with self._lock:
@@ -187,7 +231,7 @@ class FaultServer:
         self._server = server
         # A short poll interval: shutdown() waits for the loop to notice, once per test.
         self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.02,), name="httpfaults", daemon=True
+            target=server.serve_forever, args=(0.02,), name="test-http", daemon=True
         )
         self._thread.start()
         return self
@@ -212,3 +256,10 @@ def serve(
 ) -> Iterator[FaultServer]:
     with FaultServer(files, faults, **kw) as server:
         yield server
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path, latency: float = 0.0) -> Iterator[str]:
+    """Serve `directory` on 127.0.0.1 at a free port; yield the base URL without a slash."""
+    with FaultServer(directory=directory, latency=latency) as server:
+        yield server.base_url

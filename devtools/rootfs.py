@@ -14,13 +14,15 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from devtools.fixtures.cachebuild import default_cache_dir
+
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie")
 EMPTY = "empty"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 # Debian architecture name -> what `uname -m` prints and the qemu binfmt entry that runs it.
 _UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -34,8 +36,7 @@ class RootfsError(RuntimeError):
 
 def cache_dir() -> Path:
     """Outside the checkout, so a fresh clone on the same machine reuses the slow builds."""
-    configured = os.environ.get("ENVPACK_DEV_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "envpack-dev"
+    return default_cache_dir()
 
 
 def host_arch() -> str:
@@ -50,33 +51,39 @@ def uname_machine(arch: str) -> str:
     return _UNAME[arch]
 
 
-def debian_mirror() -> str:
-    """The mirror the host's apt already reaches: on our machines it is the only one allowed."""
+def debian_mirror(etc: Path = Path("/etc")) -> str:
+    """The mirror the host's apt already reaches (no host is named in the tree: a user
+    behind a corporate mirror needs no edits), or ENVPACK_DEBIAN_MIRROR."""
     configured = os.environ.get("ENVPACK_DEBIAN_MIRROR")
     if configured:
         return configured
-    codename = _host_codename()
-    for uri, suites in _host_apt_sources():
+    codename = _host_codename(etc)
+    for uri, suites in _host_apt_sources(etc):
         if codename in suites:
             return uri
-    return DEFAULT_MIRROR
+    raise RootfsError(
+        f"no Debian mirror for {codename or 'this host'} in {etc}/apt/sources.list or "
+        f"{etc}/apt/sources.list.d/*.sources; set ENVPACK_DEBIAN_MIRROR to one"
+    )
 
 
-def _host_codename() -> str:
+def _host_codename(etc: Path) -> str:
     with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
+        for line in (etc / "os-release").read_text().splitlines():
             if line.startswith("VERSION_CODENAME="):
                 return line.split("=", 1)[1].strip().strip('"')
     return ""
 
 
-def _host_apt_sources() -> Iterator[tuple[str, list[str]]]:
+def _host_apt_sources(etc: Path) -> Iterator[tuple[str, list[str]]]:
     """(uri, suites) of every `deb` entry, in both one-line and deb822 formats."""
-    files = [Path("/etc/apt/sources.list")]
-    parts = Path("/etc/apt/sources.list.d")
+    files = [etc / "apt" / "sources.list"]
+    parts = etc / "apt" / "sources.list.d"
     if parts.is_dir():
         files += sorted(parts.iterdir())
     for path in files:
+        if path.suffix not in (".list", ".sources"):
+            continue  # apt itself ignores other names (*.disabled, *.save, ...)
         try:
             text = path.read_text()
         except OSError:
@@ -251,7 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         help="suite-arch pairs, e.g. bookworm-arm64 (default: every suite the tests use)",
     )
+    parser.add_argument("--mirror", action="store_true", help="print the Debian mirror and exit")
     args = parser.parse_args(argv)
+    if args.mirror:
+        try:
+            print(debian_mirror())
+        except RootfsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
     wanted = args.targets or [f"{suite}-{arch}" for suite, arch in ALL_TARGETS]
     for name in wanted:
         suite, _, arch = name.partition("-")
