@@ -121,6 +121,8 @@ def main_command(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
     completion: Annotated[str | None, completion_option("envunpack")] = None,
+    app: Annotated[bool, typer.Option("--app", hidden=True)] = False,  # the app launcher's
+    remove_app: Annotated[Path | None, typer.Option("--remove-app", hidden=True)] = None,
 ) -> None:
     """Unpack ARCHIVE into DIR/env and write DIR/activate.sh (and deactivate.sh).
 
@@ -147,6 +149,12 @@ def main_command(
         raise UsageError(
             "--sbom only works with --list; an unpacked env gets its SBOM beside activate.sh"
         )
+    if remove_app is not None:  # --envpack-uninstall of an app file
+        from envpack.appinstall import remove_app as remove
+
+        remove(remove_app)
+        print(f"removed {remove_app}", file=sys.stderr)
+        return
     from envpack.certs import ensure_ca_certificates
 
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
@@ -174,6 +182,15 @@ def main_command(
             execute_link_scripts=execute_link_scripts,
         )
         result = unpack.unpack(source, options, reporter)
+    if app:
+        from envpack.appinstall import write_app_env
+
+        wants_shell = write_app_env(output_directory.absolute(), result.prefix, result.platform)
+        if wants_shell and not Path("/bin/sh").exists():
+            reporter.warn(
+                "the env has activate.d scripts but this machine has no /bin/sh: "
+                "the app runs with the env's variables only"
+            )
     if as_json:
         typer.echo(
             document(
