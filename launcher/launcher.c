@@ -5,12 +5,12 @@
    Warm run: the install in the app home is complete (its marker exists, written last):
    apply the precomputed activation (app.env) and execve the entrypoint. No envunpack, no
    libc, no shell (unless activate.d scripts need one).
-   Cold run: take the install lock, copy the embedded envunpack into a memfd and run it as
-   a child to install into the app home (it verifies every hash first), write the marker,
-   then execve as on a warm run. A killed install has no marker and is redone with --force.
+   Cold run: take the install lock, copy the embedded envunpack into the app home and run it
+   as a child to install there (it verifies every hash first), write the marker, then execve
+   as on a warm run. A killed install has no marker and is redone with --force.
 
    Freestanding: raw syscalls for x86_64 and aarch64, built -static -nostdlib so the file
-   runs on any Linux kernel >= 3.19 with /proc, whatever its userland (or none). */
+   runs on any Linux kernel with /proc, whatever its userland (or none). */
 
 typedef unsigned long u64;
 typedef long i64;
@@ -19,8 +19,8 @@ typedef long i64;
 enum { SYS_read = 0, SYS_write = 1, SYS_close = 3, SYS_lseek = 8, SYS_pread = 17,
        SYS_clone = 56, SYS_wait4 = 61, SYS_flock = 73, SYS_fsync = 74, SYS_exit = 231,
        SYS_openat = 257, SYS_mkdirat = 258, SYS_renameat = 264, SYS_readlinkat = 267,
-       SYS_faccessat = 269, SYS_memfd = 319, SYS_execveat = 322, SYS_execve = 59,
-       SYS_sendfile = 40, SYS_unlinkat = 263 };
+       SYS_faccessat = 269, SYS_execve = 59,
+       SYS_sendfile = 40, SYS_unlinkat = 263, SYS_getpid = 39 };
 static i64 sys6(i64 n, i64 a, i64 b, i64 c, i64 d, i64 e, i64 f) {
     i64 r;
     register i64 r10 __asm__("r10") = d, r8 __asm__("r8") = e, r9 __asm__("r9") = f;
@@ -34,8 +34,8 @@ __asm__(".text\n.global _start\n_start:\n xor %rbp,%rbp\n mov %rsp,%rdi\n and $-
 enum { SYS_read = 63, SYS_write = 64, SYS_close = 57, SYS_lseek = 62, SYS_pread = 67,
        SYS_clone = 220, SYS_wait4 = 260, SYS_flock = 32, SYS_fsync = 82, SYS_exit = 94,
        SYS_openat = 56, SYS_mkdirat = 34, SYS_renameat = 38, SYS_readlinkat = 78,
-       SYS_faccessat = 48, SYS_memfd = 279, SYS_execveat = 281, SYS_execve = 221,
-       SYS_sendfile = 71, SYS_unlinkat = 35 };
+       SYS_faccessat = 48, SYS_execve = 221,
+       SYS_sendfile = 71, SYS_unlinkat = 35, SYS_getpid = 172 };
 static i64 sys6(i64 n, i64 a, i64 b, i64 c, i64 d, i64 e, i64 f) {
     register i64 x8 __asm__("x8") = n, x0 __asm__("x0") = a, x1 __asm__("x1") = b;
     register i64 x2 __asm__("x2") = c, x3 __asm__("x3") = d, x4 __asm__("x4") = e;
@@ -52,8 +52,8 @@ __asm__(".text\n.global _start\n_start:\n mov x29,#0\n mov x0,sp\n and sp,x0,#-1
 
 #define sys3(n, a, b, c) sys6(n, (i64)(a), (i64)(b), (i64)(c), 0, 0, 0)
 enum { AT_FDCWD = -100, O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0100,
-       O_TRUNC = 01000, O_CLOEXEC = 02000000, O_DIRECTORY = 0200000, LOCK_EX = 2,
-       AT_EMPTY_PATH = 0x1000, SIGCHLD = 17, EINTR = 4, EEXIST = 17 };
+       O_TRUNC = 01000, O_EXCL = 0200, O_CLOEXEC = 02000000, O_DIRECTORY = 0200000, LOCK_EX = 2,
+       SIGCHLD = 17, EINTR = 4, EEXIST = 17 };
 
 /* Filled in by the packer (selfextract.app_block): where the argv block and envunpack lie
    in this file. The magic lets the packer find the struct; volatile keeps it in .data. */
@@ -88,7 +88,6 @@ static const char *why(i64 err) {
     case 28: return "no space left on device";
     case 30: return "read-only file system";
     case 122: return "disk quota exceeded";
-    case 38: return "this kernel lacks memfd_create or execveat (Linux >= 3.19 needed)";
     default: return "system error";
     }
 }
@@ -200,50 +199,59 @@ static __attribute__((noreturn)) void launch(const char *app, char **args, int n
     die("cannot run ", first, join(": ", why(r), 0));
 }
 
-/* Start the embedded envunpack from a memfd with ARGS; exec (child=0) or wait for it. */
-static int envunpack(i64 self_fd, const char *self, char **args, char **envp, int child) {
-    if (child) {
-        i64 pid = sys6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
-        if (pid < 0) die("cannot start envunpack: ", why(pid), 0);
-        if (pid > 0) {
-            int status = 0;
-            i64 r;
-            do r = sys6(SYS_wait4, pid, (i64)&status, 0, 0, 0, 0); while (r == -EINTR);
-            if ((status & 0x7f) == 0) return (status >> 8) & 0xff;
-            return 128 + (status & 0x7f);
-        }
+/* Run the embedded envunpack with ARGS and return its exit status. staticx reads its own
+   program by the path /proc/self/exe names, so envunpack must be a real file: it is copied
+   into DIR (the app home, or the temp dir for operator commands) and removed afterwards. */
+static int envunpack(i64 self_fd, const char *self, const char *dir, char **args, char **envp) {
+    char pid_text[24];
+    {
+        i64 pid = sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+        char digits[20];
+        int k = 0, at = 0;
+        for (i64 v = pid; v || !k; v /= 10) digits[k++] = (char)('0' + v % 10);
+        while (k) pid_text[at++] = digits[--k];
+        pid_text[at] = 0;
     }
-    /* Not close-on-exec: envunpack's entry point reads its rattler section through
-       /proc/self/fd/N, since staticx names the memfd, which has no path, as its program. */
-    i64 mem = sys3(SYS_memfd, "envunpack", 0, 0);
-    if (mem < 0) die("cannot start envunpack: ", why(mem), 0);
+    const char *path = join(dir, "/.envpack-envunpack-", pid_text);
+    sys3(SYS_unlinkat, AT_FDCWD, path, 0); /* a leftover of a killed run with our pid */
+    i64 copy = sys6(SYS_openat, AT_FDCWD, (i64)path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                    0700, 0, 0);
+    if (copy < 0)
+        die("cannot write ", path, join(": ", why(copy), "; set TMPDIR or ENVPACK_APP_HOME"));
     i64 offset = (i64)APP.unpacker_offset;
     u64 left = APP.unpacker_length;
     while (left) {
-        i64 r = sys6(SYS_sendfile, mem, self_fd, (i64)&offset, left > (1u << 30) ? 1u << 30 : left,
-                     0, 0);
-        if (r <= 0) die("cannot copy envunpack out of ", self, 0);
+        i64 r = sys6(SYS_sendfile, copy, self_fd, (i64)&offset,
+                     (i64)(left > (1u << 30) ? 1u << 30 : left), 0, 0);
+        if (r <= 0) {
+            sys3(SYS_unlinkat, AT_FDCWD, path, 0);
+            die("cannot copy envunpack to ", path, r < 0 ? join(": ", why(r), 0) : 0);
+        }
         left -= (u64)r;
     }
-    char fd_name[32] = "/proc/self/fd/";
-    {
-        char digits[20];
-        int k = 0;
-        for (i64 v = mem; v || !k; v /= 10) digits[k++] = (char)('0' + v % 10);
-        int at = (int)slen(fd_name);
-        while (k) fd_name[at++] = digits[--k];
-        fd_name[at] = 0;
-    }
+    sys3(SYS_close, copy, 0, 0);
     int count = 0;
     new_env[count++] = join("ENVPACK_SELF=", self, 0);
-    new_env[count++] = join("ENVPACK_UNPACKER_PATH=", fd_name, 0);
     for (char **v = envp; *v && count < MAX_ENV; v++)
-        if (!starts(*v, "ENVPACK_SELF=") && !starts(*v, "ENVPACK_UNPACKER_PATH="))
-            new_env[count++] = *v;
+        if (!starts(*v, "ENVPACK_SELF=")) new_env[count++] = *v;
     new_env[count] = 0;
-    i64 r = sys6(SYS_execveat, mem, (i64)"", (i64)args, (i64)new_env, AT_EMPTY_PATH, 0);
-    if (r == -38) r = sys3(SYS_execve, fd_name, args, new_env); /* kernels before 3.19 */
-    die("cannot start envunpack: ", why(r), 0);
+    i64 pid = sys6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
+    if (pid < 0) die("cannot start envunpack: ", why(pid), 0);
+    if (pid == 0) {
+        i64 r = sys3(SYS_execve, path, args, new_env);
+        die("cannot start envunpack: ", why(r), 0);
+    }
+    int status = 0;
+    i64 r;
+    do r = sys6(SYS_wait4, pid, (i64)&status, 0, 0, 0, 0); while (r == -EINTR);
+    sys3(SYS_unlinkat, AT_FDCWD, path, 0);
+    if ((status & 0x7f) == 0) return (status >> 8) & 0xff;
+    return 128 + (status & 0x7f);
+}
+
+static const char *temp_dir(char **envp) {
+    const char *t = get(envp, "TMPDIR");
+    return t && *t == '/' ? t : "/tmp";
 }
 
 static void hex(const unsigned char *in, char *o) {
@@ -306,7 +314,7 @@ __attribute__((used)) void start_c(long *sp) {
     if (nrest && same(rest[0], "--envpack-unpack")) {
         if (nrest != 2) die("--envpack-unpack needs one DIR: ./app --envpack-unpack /opt/app", 0, 0);
         char *args[] = {"envunpack", "-o", rest[1], 0};
-        envunpack(fd, self, args, envp, 0);
+        sys3(SYS_exit, envunpack(fd, self, temp_dir(envp), args, envp), 0, 0);
     }
     if (nrest && same(rest[0], "--envpack-uninstall")) {
         if (!exists(app, 0)) {
@@ -314,7 +322,7 @@ __attribute__((used)) void start_c(long *sp) {
             sys3(SYS_exit, 0, 0, 0);
         }
         char *args[] = {"envunpack", "--remove-app", app, 0};
-        envunpack(fd, self, args, envp, 0);
+        sys3(SYS_exit, envunpack(fd, self, temp_dir(envp), args, envp), 0, 0);
     }
     if (!exists(marker, 0)) {
         make_dirs(app);
@@ -328,7 +336,7 @@ __attribute__((used)) void start_c(long *sp) {
         if (!exists(marker, 0)) {
             /* --force: a killed run may have renamed its env into place without the marker. */
             char *args[] = {"envunpack", "-q", "--force", "--app", "-o", app, 0};
-            int status = envunpack(fd, self, args, envp, 1);
+            int status = envunpack(fd, self, home, args, envp);
             if (status) sys3(SYS_exit, status, 0, 0);
             const char *part = join(marker, ".part", 0);
             i64 m = sys6(SYS_openat, AT_FDCWD, (i64)part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, 0, 0);
