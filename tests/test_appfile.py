@@ -27,13 +27,15 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def _pack(project: Path, tools: Path, out: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _pack(
+    project: Path, tools: Path, out: Path, *args: str, arch: str = "x86_64"
+) -> subprocess.CompletedProcess[bytes]:
     return run_cli(
         "envpack",
         project,
         "--create-executable",
         "--unpacker",
-        tools / "envunpack-x86_64-linux",
+        tools / f"envunpack-{arch}-linux",
         "-o",
         out,
         "--cache",
@@ -123,3 +125,35 @@ def test_missing_launcher_says_how_to_build_it(fixture_project: Path, tmp_path: 
     )
     assert_one_error_line(result, "scripts/build-launcher")
     assert not (tmp_path / "app.run").exists()
+
+
+def test_aarch64_launcher_reads_its_own_file(
+    fixture_project: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The aarch64 launcher's start-up and syscalls, under qemu-user where binfmt has it."""
+    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+        pytest.skip("no qemu-aarch64 binfmt handler (scripts/test installs qemu-user-static)")
+    tools = tmp_path_factory.mktemp("arm-tools")
+    build_stub_unpacker(tools, "aarch64")
+    subprocess.run(
+        [ROOT / "scripts" / "build-launcher", "--arch", "aarch64", "--out", tools], check=True
+    )
+    out = tmp_path / "arm.run"
+    result = _pack(
+        fixture_project, tools, out, "-p", "linux-aarch64", "--entrypoint", "python", arch="aarch64"
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    payload = selfextract.find_payload(out)
+    assert payload is not None
+    info = subprocess.run(
+        [out, "--envpack-info"],
+        capture_output=True,
+        text=True,
+        env={"ENVPACK_APP_HOME": str(tmp_path / "apps")},
+        check=False,
+    )
+    assert info.returncode == 0, info.stderr
+    assert f"payload sha256: {payload.sha256.hex()}" in info.stdout
+    assert f"install dir:    {tmp_path / 'apps' / payload.sha256.hex()}" in info.stdout
+    assert "installed:      no" in info.stdout and "entrypoint:     python" in info.stdout
+    assert not (tmp_path / "apps").exists()  # --envpack-info writes nothing
