@@ -196,3 +196,20 @@ def test_empty_root(bare_target: TargetFactory, app_files: dict[str, Path]) -> N
     assert run.exit_code != 0 and "RAN" not in run.stdout, run
     errors = _lines(run.stderr, "error:")
     assert len(errors) == 1 and ("glibc" in errors[0] or "ENVPACK_APP_HOME" in errors[0]), run
+
+
+def test_operator_flags(bare_target: TargetFactory, app_files: dict[str, Path]) -> None:
+    script = f"""
+export ENVPACK_APP_HOME={HOME}
+/work/app.run --envpack-unpack /opt/app; echo "unpack rc=$?"
+/opt/app/env/bin/python -c 'print("unpacked python runs")'
+/work/app.run -c 'print("installed")'
+/work/app.run --envpack-uninstall; echo "uninstall rc=$?"
+ls -A {HOME} | wc -l
+/work/app.run --envpack-info | grep installed:
+"""
+    result = bare_target("bookworm", "amd64").run(script, files={"/work/app.run": app_files["app"]})
+    out = result.stdout.splitlines()
+    assert "unpack rc=0" in out and "unpacked python runs" in out and "installed" in out, result
+    assert "uninstall rc=0" in out and "0" in out, result
+    assert out[-1] == "installed:      no", result
