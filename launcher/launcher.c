@@ -321,6 +321,13 @@ __attribute__((used)) void start_c(long *sp) {
             out(2, join("not installed: ", app, "\n"));
             sys3(SYS_exit, 0, 0, 0);
         }
+        /* Under the install lock: never remove what a first run is installing. */
+        const char *lock_path = join(app, ".lock", 0);
+        i64 lock = sys6(SYS_openat, AT_FDCWD, (i64)lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644,
+                        0, 0);
+        if (lock < 0) die("cannot open ", lock_path, join(": ", why(lock), 0));
+        i64 r;
+        do r = sys3(SYS_flock, lock, LOCK_EX, 0); while (r == -EINTR);
         char *args[] = {"envunpack", "--remove-app", app, 0};
         sys3(SYS_exit, envunpack(fd, self, temp_dir(envp), args, envp), 0, 0);
     }

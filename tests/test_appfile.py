@@ -65,6 +65,9 @@ def test_app_file_layout(fixture_project: Path, tools: Path, tmp_path: Path) -> 
     out = tmp_path / "app.run"
     result = _pack(fixture_project, tools, out, "--entrypoint", "python -m json.tool")
     assert result.returncode == 0, result.stderr.decode()
+    # fixture-activation ships a shell script in activate.d: said at pack time.
+    warning = result.stderr.decode()
+    assert "activate.d scripts (fixture-activation.sh)" in warning and "/bin/sh" in warning
     data = out.read_bytes()
     launcher = (tools / "envpack-launcher-x86_64-linux").read_bytes()
     stub = (tools / "envunpack-x86_64-linux").read_bytes()

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from envpack import elf
 from envpack.errors import EnvpackError, UsageError
 from envpack.fetch import Fetched
+from envpack.progress import Reporter
 
 LAUNCHER_MAGIC = b"envpack-applnch\0"
 _BLOCK = struct.Struct("<16sQQQQ")
@@ -35,9 +36,16 @@ class App:
     argv: list[str]
     launcher: Path
 
-    def prefix(self, fetched: Iterable[Fetched], unpacker_size: int) -> bytes:
+    def prefix(self, fetched: Iterable[Fetched], unpacker_size: int, reporter: Reporter) -> bytes:
         """Checked against the downloaded packages: the bytes before the envunpack."""
-        check_entrypoint(self.argv, bin_names(fetched))
+        names, scripts = package_files(fetched)
+        check_entrypoint(self.argv, names)
+        if scripts:
+            reporter.warn(
+                f"the env has activate.d scripts ({', '.join(sorted(scripts)[:3])}): the app "
+                "runs them through /bin/sh, and a target without /bin/sh gets the env's "
+                "variables only"
+            )
         return launcher_prefix(self.launcher.read_bytes(), self.argv, unpacker_size)
 
 
@@ -69,11 +77,13 @@ def parse_entrypoint(text: str) -> list[str]:
     return argv
 
 
-def bin_names(fetched: Iterable[Fetched]) -> set[str]:
-    """The names the env's bin/ will have: conda packages' files and wheels' scripts."""
+def package_files(fetched: Iterable[Fetched]) -> tuple[set[str], set[str]]:
+    """The names the env's bin/ will have (conda packages' files, wheels' scripts, noarch
+    entry points), and the activate.d shell scripts the packages ship."""
     from rattler.package import IndexJson, PathsJson
 
     names: set[str] = set()
+    scripts: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="envpack-entrypoint-") as scratch:
         for item in fetched:
             if item.artifact.kind != "conda":
@@ -87,9 +97,11 @@ def bin_names(fetched: Iterable[Fetched]) -> set[str]:
                 parts = entry.relative_path.parts
                 if len(parts) == 2 and parts[0] == "bin":
                     names.add(parts[1])
+                elif parts[:3] == ("etc", "conda", "activate.d") and parts[-1].endswith(".sh"):
+                    scripts.add(parts[-1])
             if IndexJson.from_package_archive(named).noarch.python:
                 names |= _noarch_entry_points(named, Path(scratch) / "x")
-    return names
+    return names, scripts
 
 
 def _noarch_entry_points(package: Path, scratch: Path) -> set[str]:

@@ -161,7 +161,7 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
         if unpacker is not None:
             head_at = 0
             if app is not None:
-                head_at = out.write(app.prefix(fetched, unpacker.stat().st_size))
+                head_at = out.write(app.prefix(fetched, unpacker.stat().st_size, reporter))
             head_at += _copy_into(unpacker, out)
             out.write(head(bytes(32), 0, 0))
             offset = head_at + TRAILER_SIZE

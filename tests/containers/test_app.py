@@ -22,6 +22,7 @@ pytestmark = pytest.mark.container
 
 ROOT = Path(__file__).resolve().parents[2]
 UNPACKER = ROOT / "dist" / "envunpack-x86_64-linux"
+ARM_UNPACKER = ROOT / "dist" / "envunpack-aarch64-linux"
 HOME = "/tmp/apps"
 SAW = (
     "import os, sys; print('argv', sys.argv[1:]); "
@@ -59,6 +60,28 @@ def app_files(
             "-q",
         )
         assert result.returncode == 0, result.stderr.decode()
+        files = {"app": app}
+        if ARM_UNPACKER.is_file():
+            (tools / ARM_UNPACKER.name).symlink_to(ARM_UNPACKER)
+            arm = base / "app-arm.run"
+            result = run_cli(
+                "envpack",
+                project,
+                "-p",
+                "linux-aarch64",
+                "--create-executable",
+                "--unpacker",
+                tools / ARM_UNPACKER.name,
+                "--entrypoint",
+                "python",
+                "-o",
+                arm,
+                "--cache",
+                base / "c",
+                "-q",
+            )
+            assert result.returncode == 0, result.stderr.decode()
+            files["arm"] = arm
     payload = selfextract.find_payload(app)
     assert payload is not None
     bad = base / "bad.run"
@@ -66,16 +89,20 @@ def app_files(
     data[payload.offset + payload.length // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
     bad.chmod(0o755)
-    return {"app": app, "bad": bad}
+    return {**files, "bad": bad}
 
 
 def _lines(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(prefix)]
 
 
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
 def test_first_and_second_run_in_bookworm(
-    bare_target: TargetFactory, app_files: dict[str, Path]
+    bare_target: TargetFactory, app_files: dict[str, Path], arch: str
 ) -> None:
+    key = "app" if arch == "amd64" else "arm"
+    if key not in app_files:
+        pytest.skip(f"{ARM_UNPACKER.name} is not built: run scripts/build-unpacker --arch aarch64")
     # The second run gets a TMPDIR where staticx cannot unpack itself: it would fail if it
     # started envunpack at all.
     script = f"""
@@ -84,7 +111,9 @@ export ENVPACK_APP_HOME={HOME}
 TMPDIR=/nonexistent /work/app.run -c "{SAW}" 3 x; echo "rc=$?"
 /work/app.run --envpack-info
 """
-    result = bare_target("bookworm", "amd64").run(script, files={"/work/app.run": app_files["app"]})
+    result = bare_target("bookworm", arch).run(
+        script, files={"/work/app.run": app_files[key]}, timeout=900
+    )
     out = result.stdout
     assert _lines(out, "argv") == ["argv ['7', 'two words']", "argv ['3', 'x']"], result
     assert _lines(out, "rc=") == ["rc=7", "rc=3"], result
