@@ -201,19 +201,9 @@ static __attribute__((noreturn)) void launch(const char *app, char **args, int n
 
 /* Run the embedded envunpack with ARGS and return its exit status. staticx reads its own
    program by the path /proc/self/exe names, so envunpack must be a real file: it is copied
-   into DIR (the app home, or the temp dir for operator commands) and removed afterwards. */
-static int envunpack(i64 self_fd, const char *self, const char *dir, char **args, char **envp) {
-    char pid_text[24];
-    {
-        i64 pid = sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
-        char digits[20];
-        int k = 0, at = 0;
-        for (i64 v = pid; v || !k; v /= 10) digits[k++] = (char)('0' + v % 10);
-        while (k) pid_text[at++] = digits[--k];
-        pid_text[at] = 0;
-    }
-    const char *path = join(dir, "/.envpack-envunpack-", pid_text);
-    sys3(SYS_unlinkat, AT_FDCWD, path, 0); /* a leftover of a killed run with our pid */
+   to PATH (under the install lock, or named by our pid) and removed afterwards. */
+static int envunpack(i64 self_fd, const char *self, const char *path, char **args, char **envp) {
+    sys3(SYS_unlinkat, AT_FDCWD, path, 0); /* a leftover of a killed run */
     i64 copy = sys6(SYS_openat, AT_FDCWD, (i64)path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                     0700, 0, 0);
     if (copy < 0)
@@ -249,9 +239,17 @@ static int envunpack(i64 self_fd, const char *self, const char *dir, char **args
     return 128 + (status & 0x7f);
 }
 
-static const char *temp_dir(char **envp) {
+/* For operator commands, which take no install lock: a name of our own in the temp dir. */
+static const char *temp_copy(char **envp) {
     const char *t = get(envp, "TMPDIR");
-    return t && *t == '/' ? t : "/tmp";
+    char pid_text[24];
+    i64 pid = sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    char digits[20];
+    int k = 0, at = 0;
+    for (i64 v = pid; v || !k; v /= 10) digits[k++] = (char)('0' + v % 10);
+    while (k) pid_text[at++] = digits[--k];
+    pid_text[at] = 0;
+    return join(t && *t == '/' ? t : "/tmp", "/.envpack-envunpack-", pid_text);
 }
 
 static void hex(const unsigned char *in, char *o) {
@@ -314,7 +312,7 @@ __attribute__((used)) void start_c(long *sp) {
     if (nrest && same(rest[0], "--envpack-unpack")) {
         if (nrest != 2) die("--envpack-unpack needs one DIR: ./app --envpack-unpack /opt/app", 0, 0);
         char *args[] = {"envunpack", "-o", rest[1], 0};
-        sys3(SYS_exit, envunpack(fd, self, temp_dir(envp), args, envp), 0, 0);
+        sys3(SYS_exit, envunpack(fd, self, temp_copy(envp), args, envp), 0, 0);
     }
     if (nrest && same(rest[0], "--envpack-uninstall")) {
         if (!exists(app, 0)) {
@@ -329,7 +327,9 @@ __attribute__((used)) void start_c(long *sp) {
         i64 r;
         do r = sys3(SYS_flock, lock, LOCK_EX, 0); while (r == -EINTR);
         char *args[] = {"envunpack", "--remove-app", app, 0};
-        sys3(SYS_exit, envunpack(fd, self, temp_dir(envp), args, envp), 0, 0);
+        int status = envunpack(fd, self, temp_copy(envp), args, envp);
+        sys3(SYS_unlinkat, AT_FDCWD, join(app, ".envunpack", 0), 0); /* a killed run's copy */
+        sys3(SYS_exit, status, 0, 0);
     }
     if (!exists(marker, 0)) {
         make_dirs(app);
@@ -343,7 +343,8 @@ __attribute__((used)) void start_c(long *sp) {
         if (!exists(marker, 0)) {
             /* --force: a killed run may have renamed its env into place without the marker. */
             char *args[] = {"envunpack", "-q", "--force", "--app", "-o", app, 0};
-            int status = envunpack(fd, self, home, args, envp);
+            /* Under the lock, one name per app: a copy left by a killed run is replaced. */
+            int status = envunpack(fd, self, join(app, ".envunpack", 0), args, envp);
             if (status) sys3(SYS_exit, status, 0, 0);
             const char *part = join(marker, ".part", 0);
             i64 m = sys6(SYS_openat, AT_FDCWD, (i64)part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, 0, 0);

@@ -176,12 +176,14 @@ until ls -d {HOME}/*/.envpack-staging-* >/dev/null 2>&1; do sleep 0.02; done
 kill -9 -$pid; wait $pid; echo "killed rc=$?"
 ls {HOME}/*/.envpack-complete 2>/dev/null || echo "no marker"
 /work/app.run -c "{SAW}" 5 after; echo "rc=$?"
+ls -A {HOME}/*/ {HOME} | grep -c -e envunpack -e staging
 """
     result = bare_target("bookworm", "amd64").run(script, files={"/work/app.run": app_files["app"]})
     out = result.stdout
     assert "killed rc=137" in out and "no marker" in out, result
     assert "first ran" not in out, result
     assert "argv ['5', 'after']" in out and "rc=5" in out, result
+    assert out.splitlines()[-1] == "0", result  # no staging, no copy of envunpack left
 
 
 def test_corrupted_payload_is_refused_before_anything_runs(
