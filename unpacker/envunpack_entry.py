@@ -27,9 +27,7 @@ def lazy_payload(bundle: Path) -> tuple[Path, int, int] | None:
     bundled = bundle / (LAZY_EXTENSION + ".zst")
     if bundled.is_file():
         return bundled, 0, bundled.stat().st_size
-    # An app file's launcher runs envunpack from a memfd, which staticx cannot name: the
-    # launcher passes it as /proc/self/fd/N (launcher/launcher.c).
-    program = os.environ.get("ENVPACK_UNPACKER_PATH") or os.environ.get("STATICX_PROG_PATH")
+    program = os.environ.get("STATICX_PROG_PATH")
     if program:
         section = elf_section(Path(program), LAZY_SECTION)
         if section is not None:

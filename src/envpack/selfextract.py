@@ -56,8 +56,8 @@ def head(sha256: bytes, offset: int, length: int) -> bytes:
 
 def own_executable() -> Path:
     # staticx runs a copy of the program extracted to /tmp; the file the user started (the
-    # one with the payload) is named in STATICX_PROG_PATH. An app file's launcher starts
-    # envunpack from a memfd and names the real file in ENVPACK_SELF.
+    # one with the payload) is named in STATICX_PROG_PATH. An app file's launcher runs a
+    # copy of the envunpack it carries and names the app file in ENVPACK_SELF.
     return Path(
         os.environ.get("ENVPACK_SELF") or os.environ.get("STATICX_PROG_PATH") or sys.executable
     )
