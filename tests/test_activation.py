@@ -104,3 +104,16 @@ def test_fish_deactivate_removes_the_bin_dir(prefix: Path) -> None:
             check=True,
         ).stdout
         assert f"{prefix}/bin" not in out
+
+
+def test_a_malformed_env_vars_file_is_named_before_activation(tmp_path: Path) -> None:
+    from envpack.activation import check_env_vars
+    from envpack.errors import InstallError
+
+    env_vars = tmp_path / "etc" / "conda" / "env_vars.d"
+    env_vars.mkdir(parents=True)
+    (env_vars / "good.json").write_text('{"A": "1"}')
+    check_env_vars(tmp_path)
+    (env_vars / "bad.json").write_text("{not json")
+    with pytest.raises(InstallError, match=r"env_vars\.d/bad\.json"):
+        check_env_vars(tmp_path)

@@ -1,4 +1,4 @@
-"""`scripts/bench pack|unpack|unpacker|selfextract|all`: the sections chosen, run, reported."""
+"""`scripts/bench pack|unpack|unpacker|selfextract|app|all`: the sections chosen, run, reported."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import devtools.bench
 from devtools.bench import baseline
+from devtools.bench.app import bench_app
 from devtools.bench.common import BENCH_VENV, DOCS, say
 from devtools.bench.measure import sh
 from devtools.bench.pack import bench_pack, bench_sizes
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=devtools.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["pack", "unpack", "unpacker", "selfextract", "all"])
+    parser.add_argument("what", choices=["pack", "unpack", "unpacker", "selfextract", "app", "all"])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--env", choices=["bench", "fixture"], default="bench")
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md", help="for `all`")
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen.append(("The frozen unpacker", lambda: bench_unpacker(args.runs)))
         if args.what in ("selfextract", "all"):
             chosen.append(("Self-extracting executable", lambda: bench_selfextract(ws, args.runs)))
+        if args.what in ("app", "all"):
+            chosen.append(("App file (--entrypoint)", lambda: bench_app(ws, args.runs)))
         sections = [attempt(title, fn) for title, fn in chosen]
         report = render(sections, ws, args.runs)
     print(report)

@@ -10,6 +10,8 @@ from pathlib import Path
 from rattler import Subdir
 from rattler.shell import ActivationVariables, Shell, activate
 
+from envpack.errors import InstallError
+
 SHELLS: dict[str, tuple[Shell, str]] = {
     "bash": (Shell.bash, "sh"),
     "zsh": (Shell.zsh, "sh"),
@@ -21,6 +23,21 @@ SHELLS: dict[str, tuple[Shell, str]] = {
 # rattler appends the *current* PATH of the process that generates the script; the unpacker's
 # PATH means nothing on the user's shell, so we hand it a marker and drop it again.
 _MARKER = "/envpack-path-marker"
+
+
+def check_env_vars(prefix: Path) -> None:
+    """rattler's activation raises on a malformed `etc/conda/env_vars.d/*.json`; refuse such a
+    package's env before it is swapped into place, naming the file, not after."""
+    for path in sorted((prefix / "etc" / "conda" / "env_vars.d").glob("*.json")):
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise InstallError(
+                f"etc/conda/env_vars.d/{path.name} is not a JSON object; the package that "
+                "ships it is broken, so the environment cannot be activated"
+            )
 
 
 def script_names(shell: str) -> tuple[str, ...]:

@@ -144,6 +144,16 @@ def main_command(
             "with the archive appended. Run it on the target as ./environment.sh -o /app.",
         ),
     ] = False,
+    entrypoint: Annotated[
+        str | None,
+        typer.Option(
+            "--entrypoint",
+            metavar="COMMAND",
+            help="With --create-executable: make an app file that installs itself on first "
+            "run and then runs COMMAND (a command of the env's bin/, or 'python -m MODULE') "
+            "with its arguments.",
+        ),
+    ] = None,
     unpacker: Annotated[
         Path | None,
         typer.Option(
@@ -249,6 +259,7 @@ def main_command(
         fetch=FetchOptions(concurrency=concurrency, attempts=retries, timeout=timeout),
         create_executable=create_executable,
         unpacker=unpacker,
+        entrypoint=entrypoint,
         prefix=prefix,
         ignore_pip_installed=ignore_pip_installed,
         package_caches=(cache,) if cache is not None else (),

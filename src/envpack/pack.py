@@ -14,6 +14,7 @@ import rattler
 from packaging.utils import canonicalize_name
 from rattler.networking import Client
 
+from envpack import appfile
 from envpack.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
 from envpack.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.errors import EnvpackError, LockError, UsageError, output_error
@@ -63,6 +64,7 @@ class PackOptions:
     package_caches: Sequence[Path] = ()  # searched for a prefix's package files first
     strict: bool = False  # refuse editable and path source dependencies instead of skipping
     directory_only: bool = False  # write the archive's members as a folder
+    entrypoint: str | None = None  # with create_executable: an app file (appfile.py)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
         raise UsageError("--directory-only and --create-executable exclude each other")
     plan, local = _planned(options, reporter)
     unpacker = _unpacker(options, plan.platform)
+    app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
     inputs = _inputs(options, unpacker)
     if options.directory_only:
         check_directory_output(options.output)
@@ -157,7 +160,10 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
         reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
         offset = 0
         if unpacker is not None:
-            head_at = _copy_into(unpacker, out)
+            head_at = 0
+            if app is not None:
+                head_at = out.write(app.prefix(fetched, unpacker.stat().st_size, reporter))
+            head_at += _copy_into(unpacker, out)
             out.write(head(bytes(32), 0, 0))
             offset = head_at + TRAILER_SIZE
         payload = HashingWriter(out)

@@ -30,5 +30,10 @@ def static_program() -> Path | None:
 
 
 def own_executable() -> Path:
-    """The file this process was started from: under staticx, the user's, not the copy."""
-    return static_program() or Path(sys.executable)
+    """The file this process was started from: under staticx, the user's, not the copy.
+
+    An app file's launcher runs a copy of the envunpack it carries and names the app file
+    in ENVPACK_SELF.
+    """
+    app = os.environ.get("ENVPACK_SELF")
+    return Path(app) if app else static_program() or Path(sys.executable)

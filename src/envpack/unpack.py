@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from envpack.activation import SHELLS, activation_scripts, script_names
+from envpack.activation import SHELLS, activation_scripts, check_env_vars, script_names
 from envpack.errors import OutputError, UsageError, output_error
 from envpack.install import check_wheels, compile_env, link, records, write_history
 from envpack.interrupt import uninterruptible
@@ -160,6 +160,7 @@ def _unpack_into(
         wheels = {name: path for name, path in got.wheels.items() if path is not None}
         install_wheels(prefix, target, wheels, python, reporter)
     check_symlinks(prefix, target, owners)
+    check_env_vars(prefix)
     write_history(prefix)
     if options.compile:
         compile_env(prefix, target, reporter)

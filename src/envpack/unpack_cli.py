@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,12 +25,11 @@ from envpack.cliutil import (
 from envpack.cliutil import main as run_main
 from envpack.errors import EnvpackError, UsageError
 from envpack.jsonout import document
-from envpack.models import Artifact
 from envpack.source import ArchiveSource
-from envpack.textout import columns
+from envpack.unpackreport import print_check, print_listing, print_sbom
 
 if TYPE_CHECKING:
-    from envpack.unpack import CheckResult
+    pass
 
 # The activation flavours; kept here as names so that --help needs no rattler import.
 SHELL_NAMES = ("bash", "zsh", "sh", "fish", "xonsh", "powershell")
@@ -116,6 +115,8 @@ def main_command(
     verbose: VerboseFlag = False,
     version: Annotated[bool | None, version_option(version_line)] = None,
     completion: Annotated[str | None, completion_option("envunpack")] = None,
+    app: Annotated[bool, typer.Option("--app", hidden=True)] = False,  # the app launcher's
+    remove_app: Annotated[Path | None, typer.Option("--remove-app", hidden=True)] = None,
 ) -> None:
     """Unpack ARCHIVE into DIR/env and write DIR/activate.sh (and deactivate.sh).
 
@@ -142,6 +143,12 @@ def main_command(
         raise UsageError(
             "--sbom only works with --list; an unpacked env gets its SBOM beside activate.sh"
         )
+    if remove_app is not None:  # --envpack-uninstall of an app file
+        from envpack.appinstall import remove_app as remove
+
+        remove(remove_app)
+        print(f"removed {remove_app}", file=sys.stderr)
+        return
     from envpack.certs import ensure_ca_certificates
 
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
@@ -151,14 +158,14 @@ def main_command(
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     with ArchiveSource(archive) as source:
         if sbom:
-            _print_sbom(source)
+            print_sbom(source)
             return
         if list_only:
-            _print_listing(unpack.describe(unpack.read_manifest(source)), as_json)
+            print_listing(unpack.describe(unpack.read_manifest(source)), as_json)
             return
         if check_only:
             checked = unpack.check(source, reporter)
-            _print_check(checked, as_json, quiet)
+            print_check(checked, as_json, quiet)
             return
         options = unpack.UnpackOptions(
             output_dir=output_directory,
@@ -169,6 +176,15 @@ def main_command(
             execute_link_scripts=execute_link_scripts,
         )
         result = unpack.unpack(source, options, reporter)
+    if app:
+        from envpack.appinstall import write_app_env
+
+        wants_shell = write_app_env(output_directory.absolute(), result.prefix, result.platform)
+        if wants_shell and not Path("/bin/sh").exists():
+            reporter.warn(
+                "the env has activate.d scripts but this machine has no /bin/sh: "
+                "the app runs with the env's variables only"
+            )
     if as_json:
         typer.echo(
             document(
@@ -187,87 +203,6 @@ def main_command(
         activate = result.scripts[0] if result.scripts else None
         hint = f"; activate with: {activation_hint(activate, shell)}" if activate else ""
         print(f"unpacked {result.packages} packages into {result.prefix}{hint}", file=sys.stderr)
-
-
-def _print_sbom(source: BinaryIO | Path) -> None:
-    from envpack.sbomread import read_sbom
-
-    got = read_sbom(source)
-    if got.generated:
-        print(
-            "note: this pixi-pack archive has no SBOM; this one was made from its repodata",
-            file=sys.stderr,
-        )
-    # The bytes as verified, so the output's sha256 is the one the manifest lists.
-    sys.stdout.buffer.write(got.data)
-    sys.stdout.buffer.flush()
-
-
-def _print_listing(doc: dict[str, Any], as_json: bool) -> None:
-    artifacts = doc.pop("artifacts")
-    if as_json:
-        typer.echo(
-            document(
-                "list",
-                platform=doc.pop("platform"),
-                environment=doc.pop("environment"),
-                artifacts=artifacts,
-                verified=False,
-                **doc,
-            )
-        )
-        return
-    where = f", environment {doc['environment']}" if doc.get("environment") else ""
-    typer.echo(f"{doc.get('format')} archive for {doc.get('platform')}{where}")
-    rows = [(_row_path(a), _mb(_size_of(a))) for a in artifacts]
-    for line in columns(rows, right={1}):
-        typer.echo(f"  {line}")
-    total = sum(_size_of(a) for a in artifacts)
-    needs = [v for v in doc.get("virtual_packages", []) if str(v).startswith("__glibc")]
-    sbom = doc.get("sbom")
-    typer.echo(
-        f"{len(artifacts)} artifacts, {_mb(total)}"
-        + (f"; needs {', '.join(needs)}" if needs else "")
-        + (f"; SBOM {sbom['path']} (see --list --sbom)" if isinstance(sbom, dict) else "")
-    )
-    # --list trusts the manifest and reads nothing else: a cut archive still lists.
-    typer.echo("not verified: run `envunpack --check` to check every hash", err=True)
-
-
-def _row_path(artifact: object) -> str:
-    return artifact.path if isinstance(artifact, Artifact) else str(dict(artifact)["path"])  # type: ignore[call-overload]
-
-
-def _size_of(artifact: object) -> int:
-    if isinstance(artifact, Artifact):
-        return artifact.size or 0
-    return int(dict(artifact).get("size") or 0)  # type: ignore[call-overload]
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.2f} MB"
-
-
-def _print_check(checked: CheckResult, as_json: bool, quiet: bool) -> None:
-    environment = checked.manifest.environment if checked.manifest else None
-    if as_json:
-        typer.echo(
-            document(
-                "check",
-                platform=checked.platform,
-                environment=environment,
-                artifacts=checked.manifest.artifacts if checked.manifest else [],
-                verified=True,
-                packages=checked.packages,
-                wheels=checked.wheels,
-            )
-        )
-    elif not quiet:
-        print(
-            f"ok: {checked.packages} packages and {checked.wheels} wheels verified for "
-            f"{checked.platform}; this machine can unpack it",
-            file=sys.stderr,
-        )
 
 
 def _builtin_archive_note() -> tuple[str, str] | None:
