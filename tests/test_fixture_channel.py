@@ -265,6 +265,20 @@ def test_locks_describe_the_whole_environment(fixture_channel: FixtureChannel) -
                 assert path.stat().st_size == r.size, path
 
 
+def test_static_lock_is_one_static_program_needing_no_glibc(
+    fixture_channel: FixtureChannel, channel_url: str, tmp_path: Path
+) -> None:
+    records = _records(lock_for(fixture_channel.lock_static, channel_url, tmp_path))
+    assert sorted(records) == sorted(PLATFORMS)
+    for platform_records in records.values():
+        assert [(r.name.normalized, r.depends) for r in platform_records] == [("busybox", [])]
+    prefix = tmp_path / "env"
+    _install(records["linux-64"], prefix, "linux-64")
+    described = _run(["file", "-b", prefix / "bin" / "busybox"]).stdout
+    assert "statically linked" in described, described
+    assert _run([prefix / "bin" / "busybox", "echo", "static ok"]).stdout == "static ok\n"
+
+
 def test_channel_layout(fixture_channel: FixtureChannel) -> None:
     root = fixture_channel.root
     files = [p for subdir in SUBDIRS for p in (root / subdir).iterdir()]
