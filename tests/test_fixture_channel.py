@@ -18,7 +18,6 @@ import rattler
 from rattler.package import PathsJson
 
 from devtools.fixtures.channel import (
-    PLACEHOLDER_URL,
     PLATFORMS,
     SUBDIRS,
     FixtureChannel,
@@ -26,6 +25,7 @@ from devtools.fixtures.channel import (
     cache_key,
     lock_for,
 )
+from devtools.fixtures.locks import PLACEHOLDER_URL
 from tests.conftest import real_shared_dir
 
 # What an env may take from the host: glibc and the kernel's vDSO, nothing else.
