@@ -10,8 +10,8 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from envpack.elf import section as elf_section
-from envpack.runtime import bundle_dir, static_program
+from envpack.core.elf import section as elf_section
+from envpack.target.runtime import bundle_dir, static_program
 
 # Must match LAZY_EXTENSION in envunpack.spec and the section name in freeze.sh.
 LAZY_EXTENSION = "rattler/rattler.abi3.so"
@@ -108,11 +108,11 @@ def run() -> None:
 
     # Before rattler is imported: it panics on a host without CA certificates
     # (docs/architecture.md, "Facts").
-    from envpack.certs import ensure_ca_certificates
+    from envpack.target.certs import ensure_ca_certificates
 
     ensure_ca_certificates()
 
-    from envpack.unpack_cli import main
+    from envpack.target.unpack_cli import main
 
     main()
 

@@ -20,7 +20,7 @@ if __name__ == "__main__":
         sys.stdout.flush()
         sys.stderr.flush()
         # No interpreter teardown: py-rattler's threads can abort it ("PyGILState_Release"),
-        # turning a finished install into exit code 134 (envpack.cliutil.exit_now does so too).
+        # turning a finished install into exit code 134 (envpack.core.cliutil.exit_now does so too).
         os._exit(code)
     from devtools.bench.cli import main
 

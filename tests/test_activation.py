@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envpack.activation import SHELLS, activation_scripts, script_names
+from envpack.target.activation import SHELLS, activation_scripts, script_names
 
 
 @pytest.fixture
@@ -107,8 +107,8 @@ def test_fish_deactivate_removes_the_bin_dir(prefix: Path) -> None:
 
 
 def test_a_malformed_env_vars_file_is_named_before_activation(tmp_path: Path) -> None:
-    from envpack.activation import check_env_vars
-    from envpack.errors import InstallError
+    from envpack.core.errors import InstallError
+    from envpack.target.activation import check_env_vars
 
     env_vars = tmp_path / "etc" / "conda" / "env_vars.d"
     env_vars.mkdir(parents=True)

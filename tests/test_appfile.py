@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from envpack import appfile, selfextract
-from envpack.errors import EnvpackError, UsageError
+from envpack.core import selfextract
+from envpack.core.errors import EnvpackError, UsageError
+from envpack.packer import appfile
 from tests.clirun import assert_one_error_line, run_cli
 from tests.stubunpacker import build_stub_unpacker
 

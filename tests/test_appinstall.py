@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envpack.appinstall import COMPLETE, ENV_FILE, SHELL_MARKER, remove_app
-from envpack.errors import EnvpackError
+from envpack.core.errors import EnvpackError
+from envpack.target.appinstall import COMPLETE, ENV_FILE, SHELL_MARKER, remove_app
 from tests.clirun import assert_one_error_line, run_cli
 
 SHA = "ab" * 32

@@ -17,8 +17,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envpack.archive import ZSTD_MAGIC, ArchiveWriter, Compression, check_member, iter_members
-from envpack.errors import ArchiveError
+from envpack.core.archive import ZSTD_MAGIC, ArchiveWriter, Compression, check_member, iter_members
+from envpack.core.errors import ArchiveError
 
 MEMBERS: list[tuple[str, bytes]] = [
     ("envpack.json", b'{"format_version": 1}\n'),

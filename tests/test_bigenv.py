@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from devtools.fixtures import bigenv
 from devtools.fixtures.channel import ENV_SPECS
-from envpack.lockfile import plan_lock
+from envpack.packer.lockfile import plan_lock
 
 FIXTURE_NAMES = {"python", "six", "python-dateutil", "tabulate"}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envpack import __version__, buildinfo
+from envpack import __version__
+from envpack.target import buildinfo
 
 
 def test_not_frozen_reports_python() -> None:

@@ -1,4 +1,4 @@
-"""envpack.cachedir: where the cache goes, and one clear error when it cannot be used."""
+"""envpack.packer.cachedir: where the cache goes, and one clear error when it cannot be used."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from envpack.cachedir import default_cache_dir, ensure_cache_dir
-from envpack.errors import OutputError
+from envpack.core.errors import OutputError
+from envpack.packer.cachedir import default_cache_dir, ensure_cache_dir
 
 
 def test_default_follows_xdg_then_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envpack import certs
+from envpack.target import certs
 
 
 @pytest.fixture

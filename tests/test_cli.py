@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from envpack import __version__
-from envpack.cli import _default_output, app
-from envpack.cliutil import EXIT_USAGE, run
-from envpack.lockfile import plan_lock
-from envpack.models import Manifest
-from envpack.receive import read_manifest
+from envpack.core.cliutil import EXIT_USAGE, run
+from envpack.core.models import Manifest
+from envpack.packer.cli import _default_output, app
+from envpack.packer.lockfile import plan_lock
+from envpack.target.receive import read_manifest
 
 
 def _envpack(*args: str | Path) -> int:

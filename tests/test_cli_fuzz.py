@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from envpack.cliutil import EXIT_INTERNAL, run
+from envpack.core.cliutil import EXIT_INTERNAL, run
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +150,7 @@ def test_envpack_never_fails_internally(
     env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from envpack.cli import app
+    from envpack.packer.cli import app
 
     # One attempt per download: the lock's server is down, and backing off would only wait.
     args = [world[lead], *_resolve(argv, world), "--retries", "1"]
@@ -172,7 +172,7 @@ def test_envunpack_never_fails_internally(
     env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from envpack.unpack_cli import app
+    from envpack.target.unpack_cli import app
 
     args = [world[lead], *_resolve(argv, world)]
     if "-o" not in args:

@@ -423,7 +423,7 @@ def test_help_fits_80_columns_and_names_every_flag_whole() -> None:
     for flag in ("--ignore-pypi-non-wheel", "--create-executable", "--force", "--dry-run"):
         assert f"  {flag}" in text, flag
     assert "…" not in text and "─" not in text  # no cut names, no rich boxes
-    from envpack.cachedir import DEFAULT_HELP
+    from envpack.packer.cachedir import DEFAULT_HELP
 
     assert " ".join(DEFAULT_HELP.split()) in " ".join(text.split())
     assert "pixi.lock, the pixi.toml or pyproject.toml beside it" in " ".join(text.split())

@@ -8,7 +8,7 @@ from typing import Annotated
 import pytest
 import typer
 
-from envpack.cliutil import (
+from envpack.core.cliutil import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -17,8 +17,8 @@ from envpack.cliutil import (
     new_app,
     run,
 )
-from envpack.errors import ArchiveError, UsageError
-from envpack.interrupt import Interrupted
+from envpack.core.errors import ArchiveError, UsageError
+from envpack.core.interrupt import Interrupted
 
 
 def _app(action: str = "ok") -> typer.Typer:

@@ -1,4 +1,4 @@
-"""envpack.elf: machine and section lookups on real ELF files of this host."""
+"""envpack.core.elf: machine and section lookups on real ELF files of this host."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envpack.elf import machine, section
+from envpack.core.elf import machine, section
 
 PYTHON = Path(os.path.realpath(sys.executable))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import rattler
 
-from envpack import errors
-from envpack.errors import EnvpackError, OutputError, UsageError, cause_text, output_error
+from envpack.core import errors
+from envpack.core.errors import EnvpackError, OutputError, UsageError, cause_text, output_error
 
 
 def test_every_failure_kind_is_an_envpack_error_with_its_exit_code() -> None:

@@ -13,11 +13,11 @@ import pytest
 from rattler.networking import Client
 
 from devtools.httpserver import FaultServer
-from envpack.errors import EnvpackError, FetchError, HashMismatchError
-from envpack.fetch import Cache, Fetcher, FetchOptions
-from envpack.models import Artifact, Download
-from envpack.netconfig import NetworkOptions, load_config, make_client
-from envpack.progress import Bar
+from envpack.core.errors import EnvpackError, FetchError, HashMismatchError
+from envpack.core.models import Artifact, Download
+from envpack.core.progress import Bar
+from envpack.packer.fetch import Cache, Fetcher, FetchOptions
+from envpack.packer.netconfig import NetworkOptions, load_config, make_client
 
 # attempts leaves headroom: see test_retry_after_an_error_whose_body_arrives_late for why a
 # retry after an HTTP error status can be lost (a bug), which would make exact counts flaky.

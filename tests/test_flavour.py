@@ -1,12 +1,12 @@
-"""envpack.flavour: what each kind of archive promises, and what the reader then demands."""
+"""envpack.target.flavour: what each kind of archive promises, and what the reader then demands."""
 
 from __future__ import annotations
 
 import pytest
 
-from envpack.errors import ArchiveError
-from envpack.flavour import Envpack, PixiPack
-from envpack.models import Artifact, Manifest
+from envpack.core.errors import ArchiveError
+from envpack.core.models import Artifact, Manifest
+from envpack.target.flavour import Envpack, PixiPack
 
 SIX = Artifact("conda", "six", "1", "six-1-0.conda", "ab" * 32, None, 10, "0", "noarch")
 

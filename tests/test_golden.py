@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from envpack.archive import ArchiveWriter, Compression
-from envpack.models import Artifact
-from envpack.sbom import Item, Subject, sbom_json
+from envpack.core.archive import ArchiveWriter, Compression
+from envpack.core.models import Artifact
+from envpack.packer.sbom import Item, Subject, sbom_json
 
 GOLDEN = {
     "zstd": "b1091adefcd7ef71487e3719ca32d2bdf56325802ddd461da67107f8371e2800",
@@ -84,11 +84,11 @@ GOLDEN_PACK = {
 
 
 def _whole_pack(tmp_path: Path, compression: Compression) -> bytes:
-    from envpack.fetch import Fetched
-    from envpack.models import Download, Plan
-    from envpack.packcontents import manifest_for, shipped, subject, write_members
-    from envpack.progress import SilentReporter
-    from envpack.sbom import plan_items, sbom_json
+    from envpack.core.models import Download, Plan
+    from envpack.core.progress import SilentReporter
+    from envpack.packer.fetch import Fetched
+    from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
+    from envpack.packer.sbom import plan_items, sbom_json
 
     conda = [
         ("python", "3.11.2", "h0_0", "linux-64", ".conda", bytes(range(256)) * 64, []),
@@ -136,6 +136,6 @@ def test_whole_pack_matches_the_golden_digest(
     compression: Compression, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The tool version is in the manifest; a release must not count as a format change.
-    monkeypatch.setattr("envpack.packcontents.__version__", "0.0.0")
+    monkeypatch.setattr("envpack.packer.packcontents.__version__", "0.0.0")
     data = _whole_pack(tmp_path, compression)
     assert hashlib.sha256(data).hexdigest() == GOLDEN_PACK[compression]

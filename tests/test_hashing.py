@@ -1,4 +1,4 @@
-"""envpack.hashing: the one hash-while-reading loop."""
+"""envpack.core.hashing: the one hash-while-reading loop."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import io
 from pathlib import Path
 
-from envpack.hashing import hash_file, hash_stream
+from envpack.core.hashing import hash_file, hash_stream
 
 
 def test_stream_file_limit_and_each(tmp_path: Path) -> None:

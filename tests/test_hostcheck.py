@@ -7,8 +7,8 @@ import platform
 
 import pytest
 
-from envpack.errors import IncompatibleTargetError
-from envpack.hostcheck import (
+from envpack.core.errors import IncompatibleTargetError
+from envpack.target.hostcheck import (
     check_platform,
     check_virtual_packages,
     glibc_from_files,

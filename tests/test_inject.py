@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from devtools.fixtures.channel import FixtureChannel
-from envpack.errors import EnvpackError
-from envpack.inject import inject, injected
-from envpack.lockfile import plan_lock
-from envpack.models import Plan
-from envpack.progress import SilentReporter
+from envpack.core.errors import EnvpackError
+from envpack.core.models import Plan
+from envpack.core.progress import SilentReporter
+from envpack.packer.inject import inject, injected
+from envpack.packer.lockfile import plan_lock
 
 
 def _plan(project: Path) -> Plan:

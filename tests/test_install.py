@@ -321,7 +321,7 @@ def test_version_says_how_it_was_built() -> None:
 
 def test_host_glibc_is_read_from_libc_under_staticx(monkeypatch: pytest.MonkeyPatch) -> None:
     """In the static binary rattler would see the bundled glibc; the host's file decides."""
-    from envpack import hostcheck
+    from envpack.target import hostcheck
 
     libc = hostcheck.glibc_from_files()
     assert libc is not None

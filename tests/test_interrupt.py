@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from envpack.interrupt import Interrupted, on_signal, uninterruptible
+from envpack.core.interrupt import Interrupted, on_signal, uninterruptible
 
 
 @pytest.fixture

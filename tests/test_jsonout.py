@@ -1,11 +1,11 @@
-"""envpack.jsonout: one schema for every --json document."""
+"""envpack.core.jsonout: one schema for every --json document."""
 
 from __future__ import annotations
 
 import json
 
-from envpack.jsonout import document
-from envpack.models import Artifact
+from envpack.core.jsonout import document
+from envpack.core.models import Artifact
 
 
 def test_artifacts_are_a_list_and_total_is_their_sum() -> None:

@@ -1,8 +1,8 @@
-"""envpack.layout: member names and the path predicates every reader uses."""
+"""envpack.core.layout: member names and the path predicates every reader uses."""
 
 from __future__ import annotations
 
-from envpack.layout import (
+from envpack.core.layout import (
     METADATA_ORDER,
     is_artifact_path,
     is_repodata_path,

@@ -18,8 +18,8 @@ import pytest
 import rattler
 
 from devtools.fixtures.channel import FixtureChannel
-from envpack.errors import LockError, UnsupportedEntryError
-from envpack.lockfile import LOCK_NAME, find_lock, plan_lock
+from envpack.core.errors import LockError, UnsupportedEntryError
+from envpack.packer.lockfile import LOCK_NAME, find_lock, plan_lock
 from tests.clirun import assert_one_error_line, run_cli
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

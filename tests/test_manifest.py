@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envpack.errors import ArchiveError, EnvpackError
-from envpack.layout import SBOM_NAME
-from envpack.manifest import (
+from envpack.core.errors import ArchiveError, EnvpackError
+from envpack.core.layout import SBOM_NAME
+from envpack.core.manifest import (
     FORMAT_VERSION,
     manifest_from_json,
     manifest_to_json,
     pixi_pack_json,
     pixi_pack_platform,
 )
-from envpack.models import Artifact, ArtifactKind, Listed, Manifest
+from envpack.core.models import Artifact, ArtifactKind, Listed, Manifest
 
 SHA_A = "a" * 64
 SHA_B = "0123456789abcdef" * 4

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from envpack.layout import is_artifact_path, is_repodata_path
-from envpack.models import (
+from envpack.core.layout import is_artifact_path, is_repodata_path
+from envpack.core.models import (
     Artifact,
     Download,
     Manifest,
     Plan,
 )
-from envpack.receive import read_manifest
+from envpack.target.receive import read_manifest
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from devtools.httpserver import FaultServer
-from envpack.errors import FetchError
-from envpack.fetch import Cache, Fetched, Fetcher, FetchOptions
-from envpack.models import Artifact, Download
-from envpack.netconfig import (
+from envpack.core.errors import FetchError
+from envpack.core.models import Artifact, Download
+from envpack.core.progress import SilentReporter
+from envpack.packer.fetch import Cache, Fetched, Fetcher, FetchOptions
+from envpack.packer.netconfig import (
     NetworkConfigError,
     NetworkOptions,
     download_concurrency,
@@ -24,7 +25,6 @@ from envpack.netconfig import (
     make_client,
     parse_mirror,
 )
-from envpack.progress import SilentReporter
 
 SECRET = "n3t-c0nfig-S3CRET-41"
 CF = "https://conda.anaconda.org/conda-forge"

@@ -1,4 +1,5 @@
-"""envpack.output: inputs are never outputs, existing files need force, failures leave nothing."""
+"""envpack.packer.output: inputs are never outputs, existing files need force, failures leave
+nothing."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from envpack.errors import OutputError
-from envpack.output import atomic_output, check_output, same_file
+from envpack.core.errors import OutputError
+from envpack.packer.output import atomic_output, check_output, same_file
 
 
 def test_same_file_sees_through_spellings(tmp_path: Path) -> None:

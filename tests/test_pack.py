@@ -284,8 +284,8 @@ def test_cross_platform_pack_records_target(fixture_project: Path, tmp_path: Pat
 
 
 def test_writing_the_archive_draws_a_bar(fixture_project: Path, tmp_path: Path) -> None:
-    from envpack.pack import PackOptions
-    from envpack.pack import pack as pack_env
+    from envpack.packer.pack import PackOptions
+    from envpack.packer.pack import pack as pack_env
     from tests.test_receive import Recording
 
     recording = Recording()

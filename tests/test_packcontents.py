@@ -7,18 +7,18 @@ import json
 from pathlib import Path
 
 from devtools.fixtures.channel import FixtureChannel
-from envpack.fetch import Fetched
-from envpack.lockfile import plan_lock
-from envpack.manifest import manifest_from_json
-from envpack.models import Plan
-from envpack.packcontents import (
+from envpack.core.manifest import manifest_from_json
+from envpack.core.models import Plan
+from envpack.packer.fetch import Fetched
+from envpack.packer.lockfile import plan_lock
+from envpack.packer.packcontents import (
     environment_yml,
     manifest_for,
     repodata,
     shipped,
     write_members,
 )
-from envpack.packdir import DirectoryWriter
+from envpack.packer.packdir import DirectoryWriter
 
 
 class _Recording(DirectoryWriter):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import rattler
 
-from envpack.archive import iter_members
-from envpack.errors import OutputError
-from envpack.folder import iter_directory
-from envpack.packdir import DirectoryWriter, atomic_directory, check_directory_output
+from envpack.core.archive import iter_members
+from envpack.core.errors import OutputError
+from envpack.core.folder import iter_directory
+from envpack.packer.packdir import DirectoryWriter, atomic_directory, check_directory_output
 from tests.clirun import assert_one_error_line, run_cli
 
 HOST = str(rattler.Subdir.current())

@@ -1,4 +1,4 @@
-"""envpack.pathsafety: whatever passes stays below its root."""
+"""envpack.core.pathsafety: whatever passes stays below its root."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import posixpath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envpack.pathsafety import Unsafe, parts, unsafe
+from envpack.core.pathsafety import Unsafe, parts, unsafe
 
 SEGMENTS = st.sampled_from(["a", "b.txt", ".", "..", "", "c:", "C:", "x\\y", "\x00", "ü"])
 

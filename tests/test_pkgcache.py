@@ -1,4 +1,4 @@
-"""envpack.pkgcache: the usual package cache locations and hash-checked lookups there."""
+"""envpack.packer.pkgcache: the usual package cache locations and hash-checked lookups there."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from envpack.errors import HashMismatchError
-from envpack.models import Artifact, Download
-from envpack.pkgcache import channel_layout, default_caches, find_cached
+from envpack.core.errors import HashMismatchError
+from envpack.core.models import Artifact, Download
+from envpack.packer.pkgcache import channel_layout, default_caches, find_cached
 
 
 def test_default_caches(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from devtools.fixtures.channel import FixtureChannel
-from envpack.errors import InstallError
-from envpack.pkgcheck import Entry, check_entries, check_symlinks, package_entries
+from envpack.core.errors import InstallError
+from envpack.target.pkgcheck import Entry, check_entries, check_symlinks, package_entries
 
 
 def _tar_payload(package: Path) -> dict[str, bool]:

@@ -13,7 +13,7 @@ import pytest
 import rattler
 
 from devtools.fixtures.channel import FixtureChannel, lock_for
-from envpack.prefix import PrefixError, plan_prefix
+from envpack.packer.prefix import PrefixError, plan_prefix
 from tests.clirun import assert_one_error_line, run_cli
 from tests.test_install import _tree
 

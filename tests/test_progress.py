@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from envpack.progress import Reporter, SilentReporter, TqdmReporter
+from envpack.core.progress import Reporter, SilentReporter, TqdmReporter
 
 
 def test_silent_reporter_keeps_only_warnings(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""envpack.receive: the head is read before anything else, one verify bar, nothing stored
+"""envpack.target.receive: the head is read before anything else, one verify bar, nothing stored
 when checking only."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from envpack.errors import ArchiveError, IncompatibleTargetError
-from envpack.receive import Reader, read_manifest
+from envpack.core.errors import ArchiveError, IncompatibleTargetError
+from envpack.target.receive import Reader, read_manifest
 
 
 class Recording:

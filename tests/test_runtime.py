@@ -1,4 +1,4 @@
-"""envpack.runtime: the frozen-build facts, read from where PyInstaller and staticx put them."""
+"""envpack.target.runtime: the frozen-build facts, read where PyInstaller and staticx put them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envpack import runtime
+from envpack.target import runtime
 
 
 def test_a_normal_python_is_not_frozen(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,8 +28,8 @@ from packageurl import PackageURL
 import envpack
 from devtools.fixtures.channel import FixtureChannel, lock_for
 from devtools.httpserver import serve_directory
-from envpack.models import Artifact
-from envpack.sbom import Item, Subject, sbom_json
+from envpack.core.models import Artifact
+from envpack.packer.sbom import Item, Subject, sbom_json
 from tests.clirun import assert_one_error_line, run_cli
 from tests.conftest import real_shared_dir
 
@@ -345,7 +345,7 @@ def test_real_locks_give_valid_sboms(lock: Path, tmp_path: Path) -> None:
 
 def test_hash_seed_does_not_change_the_bytes(tmp_path: Path) -> None:
     code = (
-        "import sys; from envpack.models import Artifact; from envpack.sbom import *;"
+        "import sys; from envpack.core.models import Artifact; from envpack.packer.sbom import *;"
         "a = [Artifact('conda', n, '1', n + '-1-0.conda', 'a' * 64, None, 1, '0', 'noarch')"
         " for n in ('b', 'a', 'c')];"
         "sys.stdout.buffer.write(sbom_json([Item(x, {'depends': ['a', 'c']}) for x in a],"

@@ -243,7 +243,7 @@ def test_pixi_pack_archive_gets_one_made_from_its_repodata(archive: Path, tmp_pa
     assert any(d.get("dependsOn") for d in doc["dependencies"])
 
 
-@pytest.mark.parametrize("absent", ["cyclonedx", "packageurl", "envpack.sbom"])
+@pytest.mark.parametrize("absent", ["cyclonedx", "packageurl", "envpack.packer.sbom"])
 def test_pixi_pack_sbom_without_the_library_is_one_error_line(
     archive: Path, tmp_path: Path, absent: str
 ) -> None:
@@ -252,7 +252,7 @@ def test_pixi_pack_sbom_without_the_library_is_one_error_line(
     code = (
         "import sys\n"
         f"sys.modules[{absent!r}] = None  # as absent as in the frozen build\n"
-        "from envpack.unpack_cli import main\n"
+        "from envpack.target.unpack_cli import main\n"
         f"sys.argv = ['envunpack', '--list', '--sbom', {str(pixi)!r}]\n"
         "main()\n"
     )

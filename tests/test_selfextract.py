@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from envpack.errors import EnvpackError
-from envpack.selfextract import TRAILER_SIZE, find_unpacker
+from envpack.core.errors import EnvpackError
+from envpack.core.selfextract import TRAILER_SIZE, find_unpacker
 from tests.clirun import assert_one_error_line, run_cli
 from tests.stubunpacker import build_stub_unpacker
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from envpack.errors import OutputError
-from envpack.interrupt import Interrupted, on_signal
-from envpack.progress import SilentReporter, TqdmReporter
-from envpack.staging import (
+from envpack.core.errors import OutputError
+from envpack.core.interrupt import Interrupted, on_signal
+from envpack.core.progress import SilentReporter, TqdmReporter
+from envpack.target.staging import (
     STAGING_PREFIX,
     clean_abandoned,
     ensure_dir,
@@ -80,7 +80,7 @@ def test_clean_abandoned_skips_live_staging_and_removes_dead_ones(tmp_path: Path
             "-c",
             "import sys; sys.path[:0] = sys.argv[2:3]\n"
             "from pathlib import Path\n"
-            "from envpack.staging import staging_dir\n"
+            "from envpack.target.staging import staging_dir\n"
             "with staging_dir(Path(sys.argv[1]), 'live') as s:\n"
             "    print(s, flush=True); sys.stdin.read()\n",
             str(tmp_path),

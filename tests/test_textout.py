@@ -1,6 +1,6 @@
-"""envpack.textout: aligned columns."""
+"""envpack.core.textout: aligned columns."""
 
-from envpack.textout import columns
+from envpack.core.textout import columns
 
 
 def test_columns_pad_and_right_align() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from envpack.errors import EnvpackError, IncompatibleTargetError, OutputError, UsageError
-from envpack.models import Manifest
-from envpack.progress import SilentReporter
-from envpack.unpack import UnpackOptions, check, describe, read_manifest, unpack
+from envpack.core.errors import EnvpackError, IncompatibleTargetError, OutputError, UsageError
+from envpack.core.models import Manifest
+from envpack.core.progress import SilentReporter
+from envpack.target.unpack import UnpackOptions, check, describe, read_manifest, unpack
 
 
 def _manifest(archive: Path) -> Manifest:

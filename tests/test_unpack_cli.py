@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from envpack.unpack_cli import SHELL_NAMES
+from envpack.target.unpack_cli import SHELL_NAMES
 from tests.clirun import BIN, assert_one_error_line, interrupt_mid_pipe, run_cli
 
 
@@ -26,7 +26,7 @@ def _flip_in_a_package(archive: Path, dest: Path) -> Path:
 
 
 def test_shell_names_match_the_activation_table() -> None:
-    from envpack.activation import SHELLS
+    from envpack.target.activation import SHELLS
 
     assert tuple(SHELLS) == SHELL_NAMES
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envpack.urls import redact, redact_text, strip_credentials
+from envpack.packer.urls import redact, redact_text, strip_credentials
 
 CF = "https://conda.anaconda.org/conda-forge"
 

@@ -1,4 +1,4 @@
-"""envpack.wheelcheck: pack-time tag checks of a plan's wheels, and `--inject x.whl`."""
+"""envpack.packer.wheelcheck: pack-time tag checks of a plan's wheels, and `--inject x.whl`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from envpack.errors import WheelError
-from envpack.lockfile import plan_lock
-from envpack.models import Artifact, Download, Plan
-from envpack.wheelcheck import check_plan_wheels, injected_wheel, plan_python, target_version
+from envpack.core.errors import WheelError
+from envpack.core.models import Artifact, Download, Plan
+from envpack.packer.lockfile import plan_lock
+from envpack.packer.wheelcheck import check_plan_wheels, injected_wheel, plan_python, target_version
 from tests.conftest import real_shared_dir
 from tests.test_wheels import WHEEL_NAME, build_wheel, rewrite_wheel
 

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envpack.archive import iter_members
-from envpack.errors import EnvpackError
-from envpack.lockfile import plan_lock
+from envpack.core.archive import iter_members
+from envpack.core.errors import EnvpackError
+from envpack.packer.lockfile import plan_lock
 from tests.adversarial import craft
 from tests.adversarial.conftest import Packed, one_error_line, run
 

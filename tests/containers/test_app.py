@@ -13,7 +13,7 @@ import pytest
 
 from devtools.fixtures.channel import FixtureChannel, lock_for
 from devtools.httpserver import serve_directory
-from envpack import selfextract
+from envpack.core import selfextract
 from tests.clirun import run_cli
 from tests.containers.conftest import TargetFactory
 from tests.containers.harness import EMPTY_TARGET

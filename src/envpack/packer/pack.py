@@ -1,0 +1,289 @@
+"""Packing, step by step: plan → inject → checks → fetch → write the archive (or folder)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import rattler
+from packaging.utils import canonicalize_name
+from rattler.networking import Client
+
+from envpack.core.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
+from envpack.core.errors import EnvpackError, LockError, UsageError, output_error
+from envpack.core.layout import CHUNK
+from envpack.core.manifest import manifest_to_json
+from envpack.core.models import Download, Manifest, Plan
+from envpack.core.progress import Reporter
+from envpack.core.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
+from envpack.packer import appfile
+from envpack.packer.cachedir import default_cache_dir, ensure_cache_dir
+from envpack.packer.fetch import Cache, Fetched, Fetcher, FetchOptions
+from envpack.packer.inject import inject, injected
+from envpack.packer.lockfile import find_lock, plan_lock
+from envpack.packer.netconfig import (
+    NetworkOptions,
+    download_concurrency,
+    load_config,
+    local_mirror,
+    make_client,
+)
+from envpack.packer.output import HashingWriter, atomic_output, check_output
+from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
+from envpack.packer.packdir import DirectoryWriter, atomic_directory, check_directory_output
+from envpack.packer.pkgcache import channel_layout, default_caches, find_cached
+from envpack.packer.prefix import plan_prefix
+from envpack.packer.sbom import plan_items, sbom_json
+from envpack.packer.wheelcheck import check_plan_wheels
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    manifest_path: Path
+    output: Path | None  # None writes to stdout
+    environment: str = "default"
+    # None: the host's for a lock, the prefix's own for --prefix.
+    platform: str | None = None
+    compression: Compression = "zstd"
+    level: int = DEFAULT_LEVEL
+    cache_dir: Path | None = None  # None: default_cache_dir()
+    network: NetworkOptions = field(default_factory=NetworkOptions)
+    inject: Sequence[Path] = ()
+    ignore_pypi_non_wheel: bool = False
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    create_executable: bool = False
+    unpacker: Path | None = None
+    force: bool = False  # replace an existing output (never an input)
+    prefix: Path | None = None  # pack this installed environment instead of a lock
+    ignore_pip_installed: bool = False
+    package_caches: Sequence[Path] = ()  # searched for a prefix's package files first
+    strict: bool = False  # refuse editable and path source dependencies instead of skipping
+    directory_only: bool = False  # write the archive's members as a folder
+    entrypoint: str | None = None  # with create_executable: an app file (appfile.py)
+
+
+@dataclass(frozen=True)
+class PackResult:
+    output: Path | None
+    manifest: Manifest
+    sha256: str
+    size: int
+
+
+def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
+    """Read the lock (or the prefix), add injected packages, and check it is shippable."""
+    return _planned(options, reporter)[0]
+
+
+def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetched]]:
+    """The plan, plus the package files that package caches already hold, verified."""
+    local: list[Fetched] = []
+    if options.prefix is not None and options.manifest_path != Path():
+        raise UsageError("--prefix packs an installed environment, not a lock; drop the lock")
+    if options.prefix is None and options.ignore_pip_installed:
+        raise UsageError("--ignore-pip-installed only makes sense with --prefix")
+    if options.prefix is not None:
+        caches = [*options.package_caches, *default_caches(options.prefix, os.environ, Path.home())]
+        found = plan_prefix(
+            options.prefix,
+            options.platform,
+            caches,
+            ignore_pip_installed=options.ignore_pip_installed,
+            shipped=frozenset(
+                canonicalize_name(p.name.split("-")[0])
+                for p in options.inject
+                if p.suffix == ".whl"
+            ),
+        )
+        plan, warnings, local = found.plan, list(found.warnings), list(found.local)
+    else:
+        lock = find_lock(options.manifest_path)
+        plan, warnings = plan_lock(
+            lock,
+            options.environment,
+            options.platform or str(rattler.Subdir.current()),
+            ignore_pypi_non_wheel=options.ignore_pypi_non_wheel,
+            strict=options.strict,
+        )
+        # A pixi-pack --use-cache dir or a conda pkgs/ dir given as --use-cache is reused too.
+        hits = (find_cached(d, channel_layout(d, options.package_caches)) for d in plan.downloads)
+        local = [hit for hit in hits if hit is not None]
+    for warning in warnings:
+        reporter.warn(warning)
+    if options.inject:
+        plan = inject(plan, [injected(p) for p in options.inject], reporter)
+    _check_subdirs(plan)
+    check_plan_wheels(plan)
+    kept = {d.artifact.path for d in plan.downloads}
+    return plan, [f for f in local if f.artifact.path in kept]
+
+
+def pack(options: PackOptions, reporter: Reporter, client: Client | None = None) -> PackResult:
+    if options.directory_only and options.create_executable:
+        raise UsageError("--directory-only and --create-executable exclude each other")
+    plan, local = _planned(options, reporter)
+    unpacker = _unpacker(options, plan.platform)
+    app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
+    inputs = _inputs(options, unpacker)
+    if options.directory_only:
+        check_directory_output(options.output)
+    check_output(options.output, inputs, force=options.force and not options.directory_only)
+    # Every check that can fail before a download does: the cache, then the output file.
+    cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
+    config = load_config(options.network)
+    fetch = options.fetch
+    if fetch.concurrency is None:
+        fetch = replace(fetch, concurrency=download_concurrency(config))
+    fetcher = Fetcher(Cache(cache), client or make_client(config), reporter, fetch)
+    have = {f.artifact.path for f in local}
+    mirrored = [
+        replace(d, url=local_mirror(d.url, config.mirrors))
+        for d in plan.downloads
+        if d.artifact.path not in have
+    ]
+    if local:
+        reporter.info(f"{len(local)} package files found in package caches")
+    if options.directory_only and options.output is not None:
+        fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
+        return _write_folder(options.output, plan, fetched, reporter)
+    with atomic_output(options.output, executable=unpacker is not None) as out:
+        fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
+        artifacts = shipped(fetched)
+        # From the verified downloads' hashes: the SBOM states what the archive holds.
+        sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
+        manifest = manifest_for(plan, artifacts, sbom)
+        reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
+        offset = 0
+        if unpacker is not None:
+            head_at = 0
+            if app is not None:
+                head_at = out.write(app.prefix(fetched, unpacker.stat().st_size, reporter))
+            head_at += _copy_into(unpacker, out)
+            out.write(head(bytes(32), 0, 0))
+            offset = head_at + TRAILER_SIZE
+        payload = HashingWriter(out)
+        bar = reporter.bar("write", sum(f.size for f in fetched), "B")
+        try:
+            with ArchiveWriter(payload, options.compression, options.level) as writer:
+                write_members(writer, plan, fetched, manifest, sbom, bar)
+        finally:
+            bar.close()
+        if unpacker is not None:
+            out.write(trailer(payload.digest(), offset, payload.size))
+            out.patch(head_at, head(payload.digest(), offset, payload.size))
+        out.flush()
+        digest = out.hexdigest()
+    return PackResult(options.output, manifest, digest, out.size)
+
+
+def _fetch(
+    fetcher: Fetcher,
+    mirrored: list[Download],
+    local: list[Fetched],
+    cache: Path,
+    plan: Plan,
+    reporter: Reporter,
+) -> list[Fetched]:
+    reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
+    try:
+        return [*fetcher.fetch_all(mirrored), *local]
+    except OSError as exc:  # the fetcher's own reads and writes are of the cache
+        raise output_error(cache, exc, "writing the download cache") from None
+
+
+def _write_folder(
+    output: Path, plan: Plan, fetched: list[Fetched], reporter: Reporter
+) -> PackResult:
+    artifacts = shipped(fetched)
+    sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
+    manifest = manifest_for(plan, artifacts, sbom)
+    reporter.info(f"writing the folder {output}")
+    bar = reporter.bar("write", sum(f.size for f in fetched), "B")
+    try:
+        with atomic_directory(output) as root:
+            folder = DirectoryWriter(root)
+            write_members(folder, plan, fetched, manifest, sbom, bar)
+    finally:
+        bar.close()
+    # A folder has no single hash: its manifest names every file's sha256.
+    return PackResult(
+        output, manifest, hashlib.sha256(manifest_to_json(manifest)).hexdigest(), folder.size
+    )
+
+
+def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
+    """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
+    downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
+    plan = make_plan(options, reporter)
+    check_output(options.output, _inputs(options, None), force=options.force)
+    unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
+    if unhashed:
+        reporter.warn(
+            f"{len(unhashed)} artifacts have no sha256 in the lock and are listed without one "
+            f"(e.g. {unhashed[0]}); a packed archive's SBOM has the hash of what it ships"
+        )
+    sbom = sbom_json(plan_items(plan), subject(plan))
+    with atomic_output(options.output) as out:
+        out.write(sbom)
+        out.flush()
+    return sbom
+
+
+def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
+    """Every file a pack reads, so that no spelling of -o can overwrite one of them."""
+    found: list[tuple[str, Path]] = []
+    if options.prefix is None:
+        with contextlib.suppress(EnvpackError):
+            found.append(("the lock", find_lock(options.manifest_path)))
+        if options.manifest_path.is_file():
+            found.append(("the manifest", options.manifest_path))
+    else:
+        found.append(("the --prefix", options.prefix))
+    found += [("an --inject file", p) for p in options.inject]
+    if unpacker is not None:
+        found.append(("the --unpacker", unpacker))
+    return found
+
+
+def _unpacker(options: PackOptions, platform: str) -> Path | None:
+    if options.unpacker is not None and options.unpacker.parts[0] in ("http:", "https:"):
+        raise UsageError(
+            f"--pixi-unpack-source {options.unpacker}: a URL cannot be embedded; download "
+            "the static envunpack and pass its path"
+        )
+    if not options.create_executable:
+        if options.unpacker is not None:
+            raise UsageError("--unpacker only makes sense with --create-executable")
+        return None
+    search = [Path(p) for p in os.environ.get("ENVPACK_UNPACKER_DIR", "").split(":") if p]
+    search.append(Path.cwd() / "dist")  # where scripts/build-unpacker puts it
+    return find_unpacker(platform, options.unpacker, search)
+
+
+def _copy_into(source: Path, out: Writable) -> int:
+    with source.open("rb") as fh:
+        shutil.copyfileobj(fh, out, CHUNK)
+    return source.stat().st_size
+
+
+def _check_subdirs(plan: Plan) -> None:
+    allowed = {"noarch", plan.platform}
+    wrong = [
+        d.artifact.label
+        for d in plan.downloads
+        if d.artifact.kind == "conda" and d.artifact.subdir not in allowed
+    ]
+    if wrong:
+        raise LockError(
+            f"packages for another platform than {plan.platform}: {', '.join(wrong)}; "
+            "check the lock or the injected files"
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"

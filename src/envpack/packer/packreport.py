@@ -1,0 +1,61 @@
+"""What `envpack` prints: the plan of a dry run and the result of a pack, as text or JSON."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from envpack.core.jsonout import document
+from envpack.core.progress import Reporter
+from envpack.core.textout import columns
+from envpack.packer.pack import PackOptions, PackResult, make_plan
+
+
+def print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:
+    plan = make_plan(options, reporter)
+    rows = [d.artifact for d in plan.downloads]
+    if as_json:
+        typer.echo(
+            document(
+                "plan",
+                platform=plan.platform,
+                environment=plan.environment,
+                artifacts=rows,
+                virtual_packages=list(plan.virtual_packages),
+            )
+        )
+        return
+    table = [(a.name, a.version, a.build, _size(a.size), a.kind) for a in rows]
+    for line in columns(table, right={3}):
+        typer.echo(line)
+    typer.echo(
+        f"{len(rows)} artifacts, {_size(plan.total_size)} for {plan.environment} on "
+        f"{plan.platform}"
+        + (f", needs {', '.join(plan.virtual_packages)}" if plan.virtual_packages else "")
+    )
+
+
+def _size(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.2f} MB"
+
+
+def print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
+    where = str(result.output) if result.output else "stdout"
+    if as_json:
+        doc = document(
+            "pack",
+            platform=result.manifest.platform,
+            environment=result.manifest.environment,
+            artifacts=result.manifest.artifacts,
+            output=where,
+            sha256=result.sha256,
+            size=result.size,
+        )
+        print(doc, file=sys.stderr if result.output is None else sys.stdout)
+    elif not quiet:
+        print(
+            f"packed {len(result.manifest.artifacts)} artifacts into {where} "
+            f"({result.size / 1e6:.1f} MB, sha256 {result.sha256})",
+            file=sys.stderr,
+        )
