@@ -234,3 +234,67 @@ def oci_registry(tmp: Path, files: Mapping[str, Path], repo_prefix: str) -> Iter
                     )
                 assert response.status_code == 201, response.text
             yield Registry("127.0.0.1", user, password, tmp / "registry.log")
+
+
+# --- a plain-HTTP registry for envpack's own oci:// artifacts --------------------------------
+
+
+@dataclass(frozen=True)
+class PlainRegistry:
+    host: str  # 127.0.0.1:PORT, as oci:// references and docker's config.json name it
+    storage: Path  # the filesystem driver's root: blobs live below it
+    log: Path
+    user: str | None
+    password: str | None
+
+    def blob_file(self, digest: str) -> Path:
+        hexdigest = digest.removeprefix("sha256:")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+
+    def requests(self, method: str, kind: str) -> list[str]:
+        """Digests (or references) of the access log's `METHOD /v2/<repo>/<kind>/…` lines
+        that succeeded (2xx), in order; `kind` is blobs or manifests."""
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            for part in line.split('"'):
+                words = part.split(" ")
+                if len(words) == 3 and words[0] == method and f"/{kind}/" in words[1]:
+                    rest = line.split('"' + part + '"', 1)[1].split()
+                    if rest and rest[0].startswith("2"):
+                        found.append(words[1].rsplit("/", 1)[1].split("?")[0])
+        return found
+
+    def uploads(self) -> list[str]:
+        """Digests of blobs whose upload completed (the PUT that closes an upload session)."""
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if '"PUT /v2/' in line and "/blobs/uploads/" in line and "digest=sha256" in line:
+                found.append("sha256:" + line.split("digest=sha256%3A", 1)[-1][:64])
+        return found
+
+
+@contextlib.contextmanager
+def plain_registry(tmp: Path, *, auth: bool) -> Iterator[PlainRegistry]:
+    """Debian's docker-registry on 127.0.0.1:<free port>, plain HTTP, storage in `tmp`,
+    with htpasswd basic auth if `auth`; stopped by PID."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    user, password = ("pusher", "s3cret-registry-pw-91c2") if auth else (None, None)
+    config: dict[str, object] = {
+        "version": 0.1,
+        "log": {"level": "info", "accesslog": {"disabled": False}},
+        "storage": {"filesystem": {"rootdirectory": str(tmp / "storage")}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    if auth:
+        import bcrypt
+
+        hashed = bcrypt.hashpw(str(password).encode(), bcrypt.gensalt(rounds=4)).decode()
+        (tmp / "htpasswd").write_text(f"{user}:{hashed}\n")
+        config["auth"] = {"htpasswd": {"realm": "envpack-test", "path": str(tmp / "htpasswd")}}
+    (tmp / "registry.yml").write_text(json.dumps(config))  # YAML is a superset of JSON
+    log = tmp / "registry.log"
+    with process(["docker-registry", "serve", tmp / "registry.yml"], port, log):
+        yield PlainRegistry(f"127.0.0.1:{port}", tmp / "storage", log, user, password)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,9 +32,11 @@ from envpack.netconfig import (
     local_mirror,
     make_client,
 )
+from envpack.ocipush import Pushed, push_pack
+from envpack.ociref import parse_ref
 from envpack.output import HashingWriter, atomic_output, check_output
 from envpack.packcontents import manifest_for, shipped, subject, write_members
-from envpack.packdir import DirectoryWriter, atomic_directory, check_directory_output
+from envpack.packdir import check_directory_output, write_folder
 from envpack.pkgcache import channel_layout, default_caches, find_cached
 from envpack.prefix import plan_prefix
 from envpack.progress import Reporter
@@ -65,14 +68,17 @@ class PackOptions:
     strict: bool = False  # refuse editable and path source dependencies instead of skipping
     directory_only: bool = False  # write the archive's members as a folder
     entrypoint: str | None = None  # with create_executable: an app file (appfile.py)
+    registry: str | None = None  # oci://HOST/REPO:TAG: push there instead of writing output
+    insecure: bool = False  # the registry speaks plain HTTP
 
 
 @dataclass(frozen=True)
 class PackResult:
     output: Path | None
     manifest: Manifest
-    sha256: str
+    sha256: str  # of the archive; of the OCI manifest for a push
     size: int
+    pushed: Pushed | None = None
 
 
 def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
@@ -126,6 +132,13 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
 def pack(options: PackOptions, reporter: Reporter, client: Client | None = None) -> PackResult:
     if options.directory_only and options.create_executable:
         raise UsageError("--directory-only and --create-executable exclude each other")
+    if options.registry is not None and (options.directory_only or options.create_executable):
+        raise UsageError(
+            "-o oci://… pushes the archive's members: drop --directory-only and --create-executable"
+        )
+    if options.insecure and options.registry is None:
+        raise UsageError("--insecure is for -o oci://… (a plain-HTTP registry) only")
+    ref = parse_ref(options.registry) if options.registry is not None else None
     plan, local = _planned(options, reporter)
     unpacker = _unpacker(options, plan.platform)
     app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
@@ -150,7 +163,18 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
         reporter.info(f"{len(local)} package files found in package caches")
     if options.directory_only and options.output is not None:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
-        return _write_folder(options.output, plan, fetched, reporter)
+        manifest, size = write_folder(options.output, plan, fetched, reporter)
+        # A folder has no single hash: its manifest names every file's sha256.
+        digest = hashlib.sha256(manifest_to_json(manifest)).hexdigest()
+        return PackResult(options.output, manifest, digest, size)
+    if ref is not None:  # the folder's members, pushed as blobs: what a pull reads back
+        fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
+        with tempfile.TemporaryDirectory(prefix="envpack-push-", dir=cache) as tmp:
+            manifest, _ = write_folder(Path(tmp) / "pack", plan, fetched, reporter)
+            reporter.info(f"pushing to {ref}")
+            folder, insecure = Path(tmp) / "pack", options.insecure
+            pushed = push_pack(folder, manifest, ref, insecure=insecure, reporter=reporter)
+        return PackResult(None, manifest, pushed.digest[7:], pushed.size, pushed)
     with atomic_output(options.output, executable=unpacker is not None) as out:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         artifacts = shipped(fetched)
@@ -194,26 +218,6 @@ def _fetch(
         return [*fetcher.fetch_all(mirrored), *local]
     except OSError as exc:  # the fetcher's own reads and writes are of the cache
         raise output_error(cache, exc, "writing the download cache") from None
-
-
-def _write_folder(
-    output: Path, plan: Plan, fetched: list[Fetched], reporter: Reporter
-) -> PackResult:
-    artifacts = shipped(fetched)
-    sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
-    manifest = manifest_for(plan, artifacts, sbom)
-    reporter.info(f"writing the folder {output}")
-    bar = reporter.bar("write", sum(f.size for f in fetched), "B")
-    try:
-        with atomic_directory(output) as root:
-            folder = DirectoryWriter(root)
-            write_members(folder, plan, fetched, manifest, sbom, bar)
-    finally:
-        bar.close()
-    # A folder has no single hash: its manifest names every file's sha256.
-    return PackResult(
-        output, manifest, hashlib.sha256(manifest_to_json(manifest)).hexdigest(), folder.size
-    )
 
 
 def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:

@@ -15,6 +15,7 @@ import typer
 
 from envpack.buildinfo import version_line
 from envpack.cliutil import (
+    InsecureFlag,
     JsonFlag,
     QuietFlag,
     VerboseFlag,
@@ -25,6 +26,7 @@ from envpack.cliutil import (
 from envpack.cliutil import main as run_main
 from envpack.errors import EnvpackError, UsageError
 from envpack.jsonout import document
+from envpack.ociref import is_oci
 from envpack.source import ArchiveSource
 from envpack.unpackreport import print_check, print_listing, print_sbom
 
@@ -50,7 +52,8 @@ def main_command(
         str | None,
         typer.Argument(
             help="Archive made by envpack or pixi-pack (or one written as a folder); "
-            "'-' reads stdin. Omit it when this program is a self-extracting file.",
+            "'-' reads stdin; oci://HOST/REPO:TAG pulls one pushed by `envpack -o oci://…`. "
+            "Omit it when this program is a self-extracting file.",
             show_default=False,
         ),
     ] = None,
@@ -110,6 +113,16 @@ def main_command(
             "manifest (for a pixi-pack archive, one made from its repodata).",
         ),
     ] = False,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            metavar="DIR",
+            help="With oci://: keep fetched blobs in DIR, so the next version of the env "
+            "fetches only the blobs that changed. [default: a temp dir, removed after]",
+        ),
+    ] = None,
+    insecure: InsecureFlag = False,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
     verbose: VerboseFlag = False,
@@ -136,6 +149,8 @@ def main_command(
       envunpack --list --sbom env.tar  # its CycloneDX SBOM, verified
 
       cat env.tar | envunpack - -o /app
+
+      envunpack oci://registry.example.com/team/env:v2 --cache ~/.cache/envunpack -o /app
     """
     if list_only and check_only:
         raise UsageError("--list and --check exclude each other; --check also lists with --json")
@@ -153,10 +168,14 @@ def main_command(
 
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
     from envpack import unpack
+    from envpack.ocipull import PullOptions
     from envpack.progress import Reporter, SilentReporter, TqdmReporter
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
-    with ArchiveSource(archive) as source:
+    if (cache is not None or insecure) and not is_oci(archive):
+        raise UsageError("--cache and --insecure are for oci:// references only")
+    pull = PullOptions(cache=cache, insecure=insecure) if is_oci(archive) else None
+    with ArchiveSource(archive, pull, reporter) as source:
         if sbom:
             print_sbom(source)
             return
