@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -251,26 +252,43 @@ class PlainRegistry:
         hexdigest = digest.removeprefix("sha256:")
         return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
 
-    def requests(self, method: str, kind: str) -> list[str]:
-        """Digests (or references) of the access log's `METHOD /v2/<repo>/<kind>/…` lines
-        that succeeded (2xx), in order; `kind` is blobs or manifests."""
-        found = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            for part in line.split('"'):
-                words = part.split(" ")
-                if len(words) == 3 and words[0] == method and f"/{kind}/" in words[1]:
-                    rest = line.split('"' + part + '"', 1)[1].split()
-                    if rest and rest[0].startswith("2"):
-                        found.append(words[1].rsplit("/", 1)[1].split("?")[0])
-        return found
+    def access(self) -> list[Access]:
+        """The registry's access log: one entry per request, in order."""
+        text = self.log.read_text(errors="replace")
+        return [
+            Access(m["method"], m["path"], int(m["status"]), int(m["size"].replace("-", "0")))
+            for m in _ACCESS.finditer(text)
+        ]
+
+    def blob_gets(self) -> dict[str, int]:
+        """digest → bytes served, of every successful blob GET."""
+        got: dict[str, int] = {}
+        for a in self.access():
+            if a.method == "GET" and "/blobs/sha256:" in a.path and a.status == 200:
+                digest = a.path.rsplit("/", 1)[1]
+                got[digest] = got.get(digest, 0) + a.size
+        return got
 
     def uploads(self) -> list[str]:
         """Digests of blobs whose upload completed (the PUT that closes an upload session)."""
-        found = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if '"PUT /v2/' in line and "/blobs/uploads/" in line and "digest=sha256" in line:
-                found.append("sha256:" + line.split("digest=sha256%3A", 1)[-1][:64])
-        return found
+        return [
+            "sha256:" + a.path.split("digest=sha256%3A", 1)[1][:64]
+            for a in self.access()
+            if a.method == "PUT" and "/blobs/uploads/" in a.path and a.status == 201
+        ]
+
+
+@dataclass(frozen=True)
+class Access:
+    method: str
+    path: str
+    status: int
+    size: int
+
+
+_ACCESS = re.compile(
+    r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>[0-9]{3}) (?P<size>[0-9]+|-)'
+)
 
 
 @contextlib.contextmanager

@@ -9,16 +9,17 @@ oras-py does no cross-repository mount, so a blob in another repository is sent 
 from __future__ import annotations
 
 import json
-import tarfile
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envpack.archive import iter_members
 from envpack.errors import RegistryError, UsageError
 from envpack.folder import iter_directory
 from envpack.hashing import hash_file
-from envpack.layout import MANIFEST_NAME
+from envpack.layout import CHUNK, MANIFEST_NAME
 from envpack.models import Manifest
 from envpack.ociref import (
     ENV_ARTIFACT_TYPE,
@@ -43,11 +44,9 @@ class Pushed:
     traffic: Traffic
 
 
-def push_pack(
-    folder: Path, manifest: Manifest, ref: OciRef, *, insecure: bool, reporter: Reporter
-) -> Pushed:
+def push_pack(folder: Path, manifest: Manifest, registry: Registry) -> Pushed:
     """Push a pack written as a folder (packdir) as an envpack artifact."""
-    registry = Registry(ref, insecure=insecure, reporter=reporter)
+    ref, reporter = registry.ref, registry.reporter
     layers: list[dict[str, Any]] = []
     config: dict[str, Any] | None = None
     # iter_directory: the archive's member order and its checks, so a pull reads the same.
@@ -97,11 +96,7 @@ def push_layout(
     """
     if layout.is_file():
         with tempfile.TemporaryDirectory(prefix="envpack-layout-") as tmp:
-            try:
-                with tarfile.open(layout) as tar:
-                    tar.extractall(tmp, filter="data")  # refuses links and paths leaving tmp
-            except (tarfile.TarError, OSError) as exc:
-                raise UsageError(f"{layout} is not a readable OCI archive: {exc}") from None
+            _extract(layout, Path(tmp))
             return push_layout(Path(tmp), ref, insecure=insecure, reporter=reporter, name=name)
     entry = _index_entry(layout, name)
     registry = Registry(ref, insecure=insecure, reporter=reporter)
@@ -122,6 +117,19 @@ def push_layout(
     media = document.get("mediaType") or entry.get("mediaType") or MANIFEST_TYPE
     digest = registry.put_manifest(manifest_bytes, media, ref.tag or "latest")
     return Pushed(ref, digest, sum(int(d["size"]) for d in descriptors), registry.traffic)
+
+
+def _extract(archive: Path, into: Path) -> None:
+    """An oci-archive through the archive reader's checks: no links, nothing outside `into`."""
+    try:
+        with archive.open("rb") as raw:
+            for member in iter_members(raw):
+                dest = into / member.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with dest.open("wb") as out:
+                    shutil.copyfileobj(member.stream, out, CHUNK)
+    except OSError as exc:
+        raise UsageError(f"cannot read the OCI archive {archive}: {exc.strerror}") from None
 
 
 def _index_entry(layout: Path, name: str | None) -> dict[str, Any]:

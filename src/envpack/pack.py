@@ -40,6 +40,7 @@ from envpack.packdir import check_directory_output, write_folder
 from envpack.pkgcache import channel_layout, default_caches, find_cached
 from envpack.prefix import plan_prefix
 from envpack.progress import Reporter
+from envpack.registry import Registry
 from envpack.sbom import plan_items, sbom_json
 from envpack.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
 from envpack.wheelcheck import check_plan_wheels
@@ -148,6 +149,8 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     check_output(options.output, inputs, force=options.force and not options.directory_only)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
+    # Reached and logged into before a download: a wrong host or password costs nothing.
+    registry = Registry(ref, insecure=options.insecure, reporter=reporter) if ref else None
     config = load_config(options.network)
     fetch = options.fetch
     if fetch.concurrency is None:
@@ -167,13 +170,12 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
         # A folder has no single hash: its manifest names every file's sha256.
         digest = hashlib.sha256(manifest_to_json(manifest)).hexdigest()
         return PackResult(options.output, manifest, digest, size)
-    if ref is not None:  # the folder's members, pushed as blobs: what a pull reads back
+    if registry is not None:  # the folder's members, pushed as blobs: what a pull reads back
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         with tempfile.TemporaryDirectory(prefix="envpack-push-", dir=cache) as tmp:
             manifest, _ = write_folder(Path(tmp) / "pack", plan, fetched, reporter)
             reporter.info(f"pushing to {ref}")
-            folder, insecure = Path(tmp) / "pack", options.insecure
-            pushed = push_pack(folder, manifest, ref, insecure=insecure, reporter=reporter)
+            pushed = push_pack(Path(tmp) / "pack", manifest, registry)
         return PackResult(None, manifest, pushed.digest[7:], pushed.size, pushed)
     with atomic_output(options.output, executable=unpacker is not None) as out:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)

@@ -65,6 +65,7 @@ class Registry:
                 "Python package, or unpack a file made by `envpack -o env.tar`"
             ) from None
         self.ref = ref
+        self.reporter = reporter
         self.traffic = Traffic()
         self._requests = requests
         # oras logs through its own handler to stderr; its warnings go through ours.
