@@ -65,9 +65,17 @@ def push(
 ) -> subprocess.CompletedProcess[bytes]:
     inject = ("--inject", project.wheel) if v2 else ()
     return run_cli(
-        "envpack", project.path, "-o", ref, "--insecure", "--cache", project.cache,
-        *inject, *extra, env=env,
-    )  # fmt: skip
+        "envpack",
+        project.path,
+        "-o",
+        ref,
+        "--insecure",
+        "--cache",
+        project.cache,
+        *inject,
+        *extra,
+        env=env,
+    )
 
 
 def pushed(project: Project, ref: str, *extra: str | Path, v2: bool = False) -> None:
@@ -80,9 +88,16 @@ def manifest_of(registry: PlainRegistry, repo_tag: str) -> dict[str, object]:
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed (apt-get install skopeo)")
     result = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/{repo_tag}"],
-        capture_output=True, check=False,
-    )  # fmt: skip
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"docker://{registry.host}/{repo_tag}",
+        ],
+        capture_output=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr.decode()
     return dict(json.loads(result.stdout))
 
@@ -137,16 +152,23 @@ def image_layout(layout: Path) -> tuple[Path, str]:
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   **blob(json.dumps(config).encode())},
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **blob(json.dumps(config).encode()),
+        },
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **blob(layer)}],
-    }  # fmt: skip
+    }
     entry = blob(json.dumps(manifest, indent=1).encode())  # not canonical JSON, on purpose
     index = {
         "schemaVersion": 2,
-        "manifests": [{"mediaType": manifest["mediaType"], **entry,
-                       "annotations": {"org.opencontainers.image.ref.name": "1"}}],
-    }  # fmt: skip
+        "manifests": [
+            {
+                "mediaType": manifest["mediaType"],
+                **entry,
+                "annotations": {"org.opencontainers.image.ref.name": "1"},
+            }
+        ],
+    }
     (layout / "index.json").write_text(json.dumps(index))
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     return layout, str(entry["digest"])

@@ -111,8 +111,11 @@ def test_basic_auth_from_docker_config_and_no_secret_anywhere(
         assert secret.encode() not in stored
     # $DOCKER_CONFIG names the directory, as docker's own client reads it.
     other = docker_config(tmp_path / "dockercfg", auth_registry).parent
-    result = push(project, f"oci://{auth_registry.host}/team/env:v2", env={
-        "HOME": str(tmp_path / "empty"), "DOCKER_CONFIG": str(other)})  # fmt: skip
+    result = push(
+        project,
+        f"oci://{auth_registry.host}/team/env:v2",
+        env={"HOME": str(tmp_path / "empty"), "DOCKER_CONFIG": str(other)},
+    )
     assert result.returncode == 0, result.stderr.decode()
 
 
@@ -164,9 +167,13 @@ def test_push_layout_pushes_an_image_skopeo_reads(registry: PlainRegistry, tmp_p
     got = push_layout(layout, ref, insecure=True, reporter=SilentReporter())
     assert got.digest == digest  # the layout's exact manifest bytes, not re-serialised
     assert got.traffic.blobs_uploaded == 2
-    inspected = json.loads(subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/img/hello:1"],
-        capture_output=True, check=True).stdout)  # fmt: skip
+    inspected = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/img/hello:1"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
     assert inspected["Digest"] == digest
     assert inspected["Architecture"] == "amd64" and inspected["Os"] == "linux"
     # As an oci-archive tar, to another tag: every blob is there already.
@@ -174,7 +181,14 @@ def test_push_layout_pushes_an_image_skopeo_reads(registry: PlainRegistry, tmp_p
     with tarfile.open(archive, "w") as tar:
         for path in sorted(layout.rglob("*")):
             tar.add(path, arcname=os.path.relpath(path, layout), recursive=False)
-    again = push_layout(archive, parse_ref(f"oci://{registry.host}/img/hello:2"),
-                        insecure=True, reporter=SilentReporter())  # fmt: skip
+    again = push_layout(
+        archive,
+        parse_ref(f"oci://{registry.host}/img/hello:2"),
+        insecure=True,
+        reporter=SilentReporter(),
+    )
     assert (again.digest, again.traffic.blobs_uploaded, again.traffic.blobs_present) == (
-        digest, 0, 2)  # fmt: skip
+        digest,
+        0,
+        2,
+    )
