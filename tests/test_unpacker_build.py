@@ -52,6 +52,11 @@ UNPACKER_MODULES = (
     "envpack.sbomread",
     "envpack.selfextract",
     "envpack.activation",
+    # oci:// pulls: oras (and requests, urllib3) load only once a registry is contacted.
+    "envpack.source",
+    "envpack.ociref",
+    "envpack.ocipull",
+    "envpack.registry",
 )
 # What `--help` and `--version` must not pay for: rattler alone is a 55 MB extension.
 HEAVY = ("rattler", "zstandard", "tqdm", "installer", "envpack.install")

@@ -151,10 +151,9 @@ class Registry:
                 f"registry {self.ref.host} denied access to {self.ref.repository} ({code}) "
                 f"{what}; " + LOGIN_HINT.replace("HOST", self.ref.host)
             )
-        if code == 404 and what == "the manifest":
+        if code == 404 and what.startswith("the manifest "):
             raise RegistryError(
-                f"{self.where} has no tag or digest {self.ref.reference!r} (404); "
-                "check the reference"
+                f"{self.where} has no tag or digest {what.split()[-1]!r} (404); check the reference"
             )
         raise RegistryError(f"registry {self.where} answered {code} for {what}")
 
@@ -167,7 +166,7 @@ class Registry:
             response = self._oras.do_request(
                 self._url("manifests", reference), "GET", headers={"Accept": ", ".join(accept)}
             )
-            self.check(response, "the manifest")
+            self.check(response, f"the manifest {reference}")
             data = response.content
         if len(data) > MANIFEST_LIMIT:
             raise RegistryError(f"{self.where}: the manifest is implausibly large")
@@ -181,7 +180,7 @@ class Registry:
             response = self._oras.do_request(
                 self._url("manifests", tag), "PUT", data=data, headers={"Content-Type": media}
             )
-            self.check(response, "the manifest upload")
+            self.check(response, "the upload of the manifest")
         return _sha256(data)
 
     def fetch_blob(self, digest: str, size: int, dest: Path, bar: Bar | None = None) -> None:
