@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.httpserver import FaultServer
 from envpack.ocipull import pull_to_layout
 from envpack.ocipush import push_layout
 from envpack.ociref import TITLE, parse_ref
@@ -207,3 +208,28 @@ def test_pull_to_layout_round_trips_an_image(registry: PlainRegistry, tmp_path: 
     before = sum(registry.blob_gets().values())
     assert pull_to_layout(ref, out, insecure=True, reporter=SilentReporter()) == digest
     assert sum(registry.blob_gets().values()) == before
+
+
+def test_an_existing_env_is_refused_before_a_blob_is_fetched(
+    project: Project, registry: PlainRegistry, tmp_path: Path
+) -> None:
+    ref = f"oci://{registry.host}/exists/env:v1"
+    pushed(project, ref)
+    (tmp_path / "app" / "env").mkdir(parents=True)
+    (tmp_path / "app" / "env" / "mine").write_text("keep")
+    before = len(registry.access())
+    result = unpack(ref, tmp_path / "app", "--cache", tmp_path / "cache")
+    assert_one_error_line(result, "already exists; pass --force")
+    assert registry.access()[before:] == []  # not even the manifest
+    assert not (tmp_path / "cache").exists()
+    assert (tmp_path / "app" / "env" / "mine").read_text() == "keep"
+
+
+def test_403_is_one_line(tmp_path: Path) -> None:
+    # A registry (or the proxy before it) that forbids this repository outright.
+    files = {"/v2/": b"{}", "/v2/team/env/manifests/v1": b"{}"}
+    with FaultServer(files, then={"/v2/team/env/manifests/v1": "403"}) as server:
+        host = server.base_url.removeprefix("http://")
+        result = unpack(f"oci://{host}/team/env:v1", tmp_path / "app")
+    assert_one_error_line(result, f"registry {host} denied access to team/env (403)")
+    assert not (tmp_path / "app").exists()

@@ -88,6 +88,9 @@ class Registry:
     def _login(self, auth: Any, insecure: bool) -> None:
         """Ask /v2/ which challenge this registry uses and answer it the way it asks."""
         basic = getattr(self._oras.auth, "_basic_auth", None)
+        # Always set: oras-py's basic backend answers a later 401/403 from it, and without
+        # it raises an AttributeError that its retry loop would sleep on for minutes.
+        self._oras.auth._basic_auth = basic
         challenge = self._ping().headers.get("Www-Authenticate", "")
         if challenge.lower().startswith("bearer"):
             # The token backend trades the basic credentials for a bearer token per scope.
@@ -114,6 +117,8 @@ class Registry:
         url = f"{self._scheme}://{self.ref.host}/v2/"
         with self.errors("reaching"):
             response = self._oras.session.get(url, timeout=_CONNECT)
+        if response.status_code == 403:
+            self.check(response, "at /v2/")
         if response.status_code not in (200, 401):
             raise RegistryError(
                 f"{self.ref.host} answered {response.status_code} at /v2/: not an OCI "
@@ -139,7 +144,8 @@ class Registry:
                 f"cannot reach the registry {self.ref.host} ({doing} it): {_short(exc)}; "
                 "check the host and port"
             ) from None
-        except (req.RequestException, ValueError, KeyError, OSError) as exc:
+        except (req.RequestException, ValueError, KeyError, TypeError, AttributeError,
+                OSError) as exc:  # fmt: skip
             raise RegistryError(f"failed {doing} {self.where}: {_short(exc)}") from None
 
     def check(self, response: Any, what: str) -> None:

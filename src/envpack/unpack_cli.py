@@ -6,6 +6,7 @@ Typer only. Imports nothing that only packing needs, and loads rattler lazily so
 
 from __future__ import annotations
 
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -175,6 +176,17 @@ def main_command(
     if (cache is not None or insecure) and not is_oci(archive):
         raise UsageError("--cache and --insecure are for oci:// references only")
     pull = PullOptions(cache=cache, insecure=insecure) if is_oci(archive) else None
+    options = unpack.UnpackOptions(
+        output_dir=output_directory,
+        env_name=env_name,
+        shell=shell,
+        force=force,
+        compile=compile_pyc,
+        execute_link_scripts=execute_link_scripts,
+    )
+    if pull is not None and not (list_only or check_only or sbom):
+        # Before a blob is fetched; its warnings are said once, by unpack() below.
+        unpack.check_destination(options, SilentReporter(io.StringIO()))
     with ArchiveSource(archive, pull, reporter) as source:
         if sbom:
             print_sbom(source)
@@ -186,14 +198,6 @@ def main_command(
             checked = unpack.check(source, reporter)
             print_check(checked, as_json, quiet)
             return
-        options = unpack.UnpackOptions(
-            output_dir=output_directory,
-            env_name=env_name,
-            shell=shell,
-            force=force,
-            compile=compile_pyc,
-            execute_link_scripts=execute_link_scripts,
-        )
         result = unpack.unpack(source, options, reporter)
     if app:
         from envpack.appinstall import write_app_env
