@@ -56,6 +56,13 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainReg
         yield reg
 
 
+@pytest.fixture(scope="module")
+def bearer_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainRegistry]:
+    """A registry with docker's token auth: a bearer challenge, tokens from token_server."""
+    with plain_registry(tmp_path_factory.mktemp("bearer-registry"), auth=False, bearer=True) as reg:
+        yield reg
+
+
 def push(
     project: Project,
     ref: str,

@@ -23,6 +23,7 @@ from tests.clirun import assert_one_error_line, run_cli
 from tests.ocifixtures import (
     Project,
     auth_registry,
+    bearer_registry,
     blob_digests,
     docker_config,
     image_layout,
@@ -34,7 +35,7 @@ from tests.ocifixtures import (
 )
 from tests.servers import PlainRegistry, free_port
 
-__all__ = ["auth_registry", "project", "registry"]  # fixtures, used by name
+__all__ = ["auth_registry", "bearer_registry", "project", "registry"]  # fixtures, used by name
 
 pytestmark = pytest.mark.slow
 
@@ -233,3 +234,19 @@ def test_403_is_one_line(tmp_path: Path) -> None:
         result = unpack(f"oci://{host}/team/env:v1", tmp_path / "app")
     assert_one_error_line(result, f"registry {host} denied access to team/env (403)")
     assert not (tmp_path / "app").exists()
+
+
+def test_push_and_pull_through_a_bearer_token_registry(
+    project: Project, bearer_registry: PlainRegistry, tmp_path: Path
+) -> None:
+    ref = f"oci://{bearer_registry.host}/tokens/env:v1"
+    auth = docker_config(tmp_path / "auth", bearer_registry)
+    env = {"HOME": str(tmp_path / "home"), "REGISTRY_AUTH_FILE": str(auth)}
+    result = run_cli(
+        "envpack", project.path, "-o", ref, "--insecure", "--cache", project.cache, env=env
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    result = unpack(ref, tmp_path / "app", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert (tmp_path / "app" / "env" / "bin" / "python").exists()
+    assert all(secret not in result.stderr.decode() for secret in secrets(bearer_registry))

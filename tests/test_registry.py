@@ -14,10 +14,10 @@ from envpack.errors import RegistryError
 from envpack.ociref import MANIFEST_TYPE, parse_ref
 from envpack.progress import SilentReporter
 from envpack.registry import Registry, credential_files
-from tests.ocifixtures import auth_registry, docker_config, registry, secrets
+from tests.ocifixtures import auth_registry, bearer_registry, docker_config, registry, secrets
 from tests.servers import PlainRegistry, free_port
 
-__all__ = ["auth_registry", "registry"]  # fixtures, used by name
+__all__ = ["auth_registry", "bearer_registry", "registry"]  # fixtures, used by name
 
 
 def _session(reg: PlainRegistry, repo: str = "unit/blobs", **kw: bool) -> Registry:
@@ -134,3 +134,31 @@ def test_oras_warnings_reach_the_reporter(
     assert "warning: oras: Credential helper 'docker-credential-envpack-absent-helper'" in (
         out.getvalue()
     )
+
+
+def test_bearer_challenge_gets_a_token_per_scope(
+    bearer_registry: PlainRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(docker_config(tmp_path / "good", bearer_registry)))
+    session = _session(bearer_registry, "unit/bearer")
+    data = b"behind a token"
+    (tmp_path / "b").write_bytes(data)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert session.push_blob(tmp_path / "b", digest, "application/octet-stream")  # pull,push
+    session.fetch_blob(digest, len(data), tmp_path / "down")
+    assert (tmp_path / "down").read_bytes() == data
+    # A second session only pulls: its first token is for pulling, and that is enough.
+    reader = _session(bearer_registry, "unit/bearer")
+    reader.fetch_blob(digest, len(data), tmp_path / "again")
+    start = time.monotonic()
+    wrong = docker_config(tmp_path / "wrong", bearer_registry, password="bad-bearer-pw")
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(wrong))
+    with pytest.raises(RegistryError, match="refused the credentials \\(token denied\\)") as info:
+        _session(bearer_registry, "unit/bearer")
+    assert "bad-bearer-pw" not in str(info.value)
+    monkeypatch.delenv("REGISTRY_AUTH_FILE")
+    with pytest.raises(RegistryError, match="needs credentials \\(token denied\\)"):
+        _session(bearer_registry, "unit/bearer")
+    assert time.monotonic() - start < 15  # one line at once, not oras-py's retry back-off

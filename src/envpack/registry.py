@@ -56,6 +56,7 @@ class Registry:
             # By name, not `import`: PyInstaller's analysis then leaves oras (and requests,
             # urllib3, jsonschema) out of the frozen envunpack unless its spec asks for them.
             oras_auth = importlib.import_module("oras.auth")
+            importlib.import_module("oras.auth.utils")
             oras_logger = importlib.import_module("oras.logger")
             oras_provider = importlib.import_module("oras.provider")
             requests = importlib.import_module("requests")
@@ -79,6 +80,8 @@ class Registry:
         with self.errors("reading credentials for"):
             self._oras.auth.load_configs(self._container, configs=credential_files())
         self._scheme = "http" if insecure else "https"
+        self._bearer = False  # the registry hands out scoped tokens
+        self._push_scope = False  # the token we hold allows pushing
         self._login(oras_auth, insecure)
 
     @property
@@ -97,8 +100,19 @@ class Registry:
             self._oras.auth = auth.get_auth_backend(
                 "token", self._oras.session, insecure, tls_verify=True
             )
-            if basic:
-                self._oras.auth._basic_auth = basic
+            self._oras.auth._basic_auth = basic
+            self._bearer = True
+            # One token now, through oras-py's own request: bad credentials fail here in
+            # one line, not in its retry loop. Not kept: it has no repository scope, and
+            # oras-py would resend it; each scope's challenge fetches its own.
+            parsed = auth.utils.parse_auth_header(challenge)
+            with self.errors("logging in to"):
+                token = self._oras.auth.request_token(parsed)
+            if not token:
+                said = "refused the credentials" if basic else "needs credentials"
+                hint = LOGIN_HINT.replace("HOST", self.ref.host)
+                raise RegistryError(f"registry {self.ref.host} {said} (token denied); {hint}")
+            self._oras.auth.token = None
         elif challenge:
             if not basic:
                 raise RegistryError(
@@ -225,11 +239,17 @@ class Registry:
             if self._oras.blob_exists(layer, self._container):
                 self.traffic.blobs_present += 1
                 return False
+            if self._bearer and not self._push_scope:
+                # oras-py answers a 401 by resending the token it has, which only a new
+                # token can fix when the first one was for pulling: drop it, and the
+                # upload's own challenge (pull,push) gets one.
+                self._oras.auth.token = None
             if size > CHUNKED_ABOVE:
                 response = self._oras.chunked_upload(str(path), self._container, layer)
             else:
                 response = self._oras.put_upload(str(path), self._container, layer)
             self.check(response, f"the upload of blob {digest}")
+        self._push_scope = True
         self.traffic.uploaded += size
         self.traffic.blobs_uploaded += 1
         return True
@@ -243,11 +263,15 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def _short(exc: BaseException) -> str:
-    """The innermost useful clause of a requests error, with any user:password@ masked."""
+    """A requests/oras error as a short clause: the OS reason if there is one, with any
+    user:password@ masked."""
     text = " ".join(str(exc).split())
-    reason = re.search(r"(?:Caused by \w+\(|\w+Error\()?.*?: ([^:()]+)[)'\"]*$", text)
-    text = reason.group(1) if reason and len(text) > 160 else text
-    return _USERINFO.sub("***@", text)[:200]
+    errno_reason = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if errno_reason:
+        text = errno_reason.group(0)
+    elif len(text) > 160:
+        text = text[:157] + "..."
+    return _USERINFO.sub("***@", text)
 
 
 def _forward(msg: dict[str, Any], reporter: Reporter) -> None:
