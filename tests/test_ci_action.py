@@ -161,12 +161,61 @@ def test_create_executable_is_passed_through_or_fails_clearly(
         assert not (tmp_path / "workspace" / "out").exists()
 
 
+def test_entrypoint_makes_a_one_file_app_that_runs(fixture_project: Path, tmp_path: Path) -> None:
+    proc, outputs = run_action_pack(
+        tmp_path,
+        manifest_path=str(fixture_project),
+        platforms="linux-64",
+        output="out/hello-{platform}.run",
+        entrypoint="hello-c",
+        # scripts/test builds the static unpacker and the launcher into dist/ before pytest.
+        unpacker_dir=str(Path(__file__).resolve().parents[1] / "dist"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    app = Path(json.loads(outputs["archives"])["linux-64"])
+    assert json.loads(outputs["sha256"])["linux-64"] == sha256_of(app)
+    # First run installs, then execs the entrypoint: the env's own greeting comes out.
+    ran = subprocess.run(
+        [str(app)],
+        env={"PATH": "/usr/bin:/bin", "ENVPACK_APP_HOME": str(tmp_path / "apps")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    greeting = next((tmp_path / "apps").glob("*/env/share/libhello/greeting.txt"))
+    env = greeting.parents[2]
+    assert ran.stdout.splitlines() == [
+        greeting.read_text().strip(),
+        f"hello-c prefix: {env}",
+        f"libhello prefix: {env}",
+    ]
+
+
+def test_unknown_entrypoint_is_envpacks_one_line_and_no_outputs(
+    fixture_project: Path, tmp_path: Path
+) -> None:
+    proc, outputs = run_action_pack(
+        tmp_path,
+        manifest_path=str(fixture_project),
+        platforms="linux-64",
+        entrypoint="no-such-command",
+        unpacker_dir=str(Path(__file__).resolve().parents[1] / "dist"),
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --entrypoint no-such-command"), proc.stderr
+    assert outputs == {}
+
+
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
         ({"platforms": "linux-64 linux-aarch64", "output": "env.tar"}, "put {platform} in it"),
         ({"compression": "xz"}, "compression must be zstd or none"),
         ({"create_executable": "maybe"}, "create-executable must be true or false"),
+        ({"entrypoint": "app\nrm -rf /"}, "entrypoint must be one line"),
         ({"platforms": "linux-64;rm"}, "is not a platform"),
         ({"environment": "../x"}, "environment name"),
     ],

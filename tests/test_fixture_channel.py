@@ -18,7 +18,6 @@ import rattler
 from rattler.package import PathsJson
 
 from devtools.fixtures.channel import (
-    PLACEHOLDER_URL,
     PLATFORMS,
     SUBDIRS,
     FixtureChannel,
@@ -26,6 +25,7 @@ from devtools.fixtures.channel import (
     cache_key,
     lock_for,
 )
+from devtools.fixtures.locks import PLACEHOLDER_URL
 from tests.conftest import real_shared_dir
 
 # What an env may take from the host: glibc and the kernel's vDSO, nothing else.
@@ -263,6 +263,20 @@ def test_locks_describe_the_whole_environment(fixture_channel: FixtureChannel) -
                 assert r.subdir in (platform, "noarch"), r.url
                 path = fixture_channel.root / r.subdir / r.file_name
                 assert path.stat().st_size == r.size, path
+
+
+def test_static_lock_is_one_static_program_needing_no_glibc(
+    fixture_channel: FixtureChannel, channel_url: str, tmp_path: Path
+) -> None:
+    records = _records(lock_for(fixture_channel.lock_static, channel_url, tmp_path))
+    assert sorted(records) == sorted(PLATFORMS)
+    for platform_records in records.values():
+        assert [(r.name.normalized, r.depends) for r in platform_records] == [("busybox", [])]
+    prefix = tmp_path / "env"
+    _install(records["linux-64"], prefix, "linux-64")
+    described = _run(["file", "-b", prefix / "bin" / "busybox"]).stdout
+    assert "statically linked" in described, described
+    assert _run([prefix / "bin" / "busybox", "echo", "static ok"]).stdout == "static ok\n"
 
 
 def test_channel_layout(fixture_channel: FixtureChannel) -> None:

@@ -12,7 +12,8 @@ import pytest
 import rattler
 import zstandard
 
-from devtools.fixtures.channel import PLACEHOLDER_URL, FixtureChannel
+from devtools.fixtures.channel import FixtureChannel
+from devtools.fixtures.locks import PLACEHOLDER_URL
 from tests.clirun import assert_one_error_line, run_cli
 
 

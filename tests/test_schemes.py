@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.fixtures.channel import PLACEHOLDER_URL, FixtureChannel, lock_for
+from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.fixtures.locks import PLACEHOLDER_URL
 from devtools.httpserver import FaultServer
 from tests.clirun import BIN, assert_one_error_line
 from tests.servers import (

@@ -218,6 +218,59 @@ def test_unwritable_app_home_is_one_error_line(
     assert "ENVPACK_APP_HOME" in errors[0] and "/proc/apps" in errors[0], result
 
 
+@pytest.fixture(scope="module")
+def static_app(tmp_path_factory: pytest.TempPathFactory, fixture_channel: FixtureChannel) -> Path:
+    """An app file whose env is busybox alone, a static program: it needs no glibc at all."""
+    if not UNPACKER.is_file():
+        pytest.skip(f"{UNPACKER.name} is not built: run scripts/build-unpacker")
+    base = tmp_path_factory.mktemp("static-app")
+    tools = base / "tools"
+    tools.mkdir()
+    (tools / UNPACKER.name).symlink_to(UNPACKER)
+    subprocess.run([ROOT / "scripts" / "build-launcher", "--out", tools], check=True)
+    with serve_directory(fixture_channel.root) as url:
+        project = lock_for(fixture_channel.lock_static, url, base / "project").parent
+        app = base / "busybox.run"
+        result = run_cli(
+            "envpack",
+            project,
+            "--create-executable",
+            "--unpacker",
+            tools / UNPACKER.name,
+            "--entrypoint",
+            "busybox",
+            "-o",
+            app,
+            "-q",
+        )
+        assert result.returncode == 0, result.stderr.decode()
+    return app
+
+
+def test_first_and_second_run_in_the_empty_root(
+    bare_target: TargetFactory, static_app: Path
+) -> None:
+    """No libc and no shell but the app's own: the first run installs and execs busybox,
+    whose sh runs the second run (from the installed env, without starting envunpack: its
+    TMPDIR would stop staticx) and passes an exit code back."""
+    script = (
+        'echo "first run: $1"; '
+        'TMPDIR=/nonexistent /work/app.run echo "second run"; echo "rc=$?"; '
+        "/work/app.run sh -c 'exit 7'; echo \"rc=$?\"; "
+        "/work/app.run --envpack-info"
+    )
+    result = bare_target(*EMPTY_TARGET).run(
+        ["/work/app.run", "sh", "-c", script, "sh", "an arg"],
+        files={"/work/app.run": static_app},
+    )
+    out = result.stdout
+    assert result.exit_code == 0, result
+    assert _lines(out, "first run") == ["first run: an arg"], result
+    assert _lines(out, "second run") == ["second run"], result
+    assert _lines(out, "rc=") == ["rc=0", "rc=7"], result
+    assert "installed:      yes" in out and "entrypoint:     busybox" in out, result
+
+
 @pytest.mark.parametrize("suite", [EMPTY_TARGET[0], "bullseye"])
 def test_targets_without_the_envs_glibc(
     bare_target: TargetFactory, app_files: dict[str, Path], suite: str
