@@ -205,7 +205,24 @@ class Registry:
 
     def fetch_blob(self, digest: str, size: int, dest: Path, bar: Bar | None = None) -> None:
         """Stream one blob to `dest`, verified; `dest` appears only if its bytes are right."""
-        part = dest.with_name(dest.name + ".part")
+        # Per process: two envunpacks sharing a --cache never write into one file.
+        part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+        try:
+            sha, got = self._stream(digest, size, part, bar)
+        except BaseException:  # a failure or Ctrl-C mid-blob leaves no partial file behind
+            part.unlink(missing_ok=True)
+            raise
+        self.traffic.downloaded += got
+        if got != size or f"sha256:{sha.hexdigest()}" != digest:
+            part.unlink(missing_ok=True)
+            raise RegistryError(
+                f"{self.where} served wrong bytes for blob {digest} (got sha256:"
+                f"{sha.hexdigest()}, {got} bytes); the registry's copy is corrupt or was "
+                "tampered with"
+            )
+        part.replace(dest)
+
+    def _stream(self, digest: str, size: int, part: Path, bar: Bar | None) -> tuple[Any, int]:
         sha = hashlib.sha256()
         got = 0
         with self.errors("fetching a blob from"):
@@ -221,15 +238,7 @@ class Registry:
                         out.write(chunk)
                         if bar is not None:
                             bar.update(len(chunk))
-        self.traffic.downloaded += got
-        if got != size or f"sha256:{sha.hexdigest()}" != digest:
-            part.unlink(missing_ok=True)
-            raise RegistryError(
-                f"{self.where} served wrong bytes for blob {digest} (got sha256:"
-                f"{sha.hexdigest()}, {got} bytes); the registry's copy is corrupt or was "
-                "tampered with"
-            )
-        part.replace(dest)
+        return sha, got
 
     def push_blob(self, path: Path, digest: str, media: str) -> bool:
         """Upload `path` unless the registry has it (HEAD first); True if it was sent."""
