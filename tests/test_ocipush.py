@@ -149,6 +149,7 @@ def test_push_refuses_with_one_line_and_sends_nothing(
         (("-o", "oci://bob:hunter2@127.0.0.1:5000/env:v1"), "oci://***@127.0.0.1:5000/env:v1"),
         (("-o", "oci://127.0.0.1:5000/env", "--directory-only"), "drop --directory-only"),
         (("-o", "env.tar", "--insecure"), "--insecure is for -o oci://"),
+        (("-o", "oci://127.0.0.1:5000/env", "--sbom-only"), "--sbom-only writes a file"),
     ],
 )
 def test_bad_registry_options_are_one_line(
@@ -192,3 +193,26 @@ def test_push_layout_pushes_an_image_skopeo_reads(registry: PlainRegistry, tmp_p
         0,
         2,
     )
+
+
+def test_json_names_the_reference_and_the_manifest_digest(
+    project: Project, registry: PlainRegistry
+) -> None:
+    ref = f"oci://{registry.host}/json/env:v1"
+    result = push(project, ref, "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    doc = json.loads(result.stdout)
+    assert (doc["command"], doc["output"]) == ("pack", ref)
+    raw = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"docker://{registry.host}/json/env:v1",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert doc["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert doc["size"] == sum(blob_digests(json.loads(raw)).values())

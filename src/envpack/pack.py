@@ -225,6 +225,8 @@ def _fetch(
 def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
     """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
     downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
+    if options.registry is not None:
+        raise UsageError("--sbom-only writes a file: give -o FILE, not a registry")
     plan = make_plan(options, reporter)
     check_output(options.output, _inputs(options, None), force=options.force)
     unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
