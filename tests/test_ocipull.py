@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from devtools.httpserver import FaultServer
+from envpack.manifest import manifest_from_json
 from envpack.ocipull import pull_to_layout
 from envpack.ocipush import push_layout
 from envpack.ociref import TITLE, parse_ref
@@ -67,6 +68,18 @@ def test_pull_unpacks_an_env_that_runs(
     checked = run_cli("envunpack", "--check", ref, "--insecure", "--json")
     assert checked.returncode == 0, checked.stderr.decode()
     assert json.loads(checked.stdout)["verified"] is True
+    # --list: the manifest and envpack.json (the config blob), not one layer.
+    before = len(registry.access())
+    listed = run_cli("envunpack", "--list", ref, "--insecure", "--json")
+    assert listed.returncode == 0, listed.stderr.decode()
+    config = manifest_of(registry, "pull/env:v1")["config"]
+    assert isinstance(config, dict)
+    stored = manifest_from_json(registry.blob_file(config["digest"]).read_bytes())
+    assert [a["path"] for a in json.loads(listed.stdout)["artifacts"]] == [
+        a.path for a in stored.artifacts
+    ]
+    blobs = [a.path for a in registry.access()[before:] if "/blobs/" in a.path]
+    assert blobs == [f"/v2/pull/env/blobs/{config['digest']}"]
 
 
 def test_update_with_the_v1_cache_fetches_only_the_changed_blobs(

@@ -53,6 +53,7 @@ _IMAGE_TYPES = (MANIFEST_TYPE, DOCKER_MANIFEST_TYPE)
 class PullOptions:
     cache: Path | None = None  # a blob store kept between pulls
     insecure: bool = False  # plain HTTP
+    manifest_only: bool = False  # `--list`: envpack.json alone, no layer fetched
 
 
 @dataclass
@@ -80,7 +81,7 @@ def pulled(text: str, options: PullOptions, reporter: Reporter) -> Iterator[Pull
                 f"{manifest.platform}; the artifact is inconsistent"
             )
         check_virtual_packages(manifest.virtual_packages, host_virtual_packages())
-        layers = _layers(ref, document, manifest)
+        layers = {} if options.manifest_only else _layers(ref, document, manifest)
         total = sum(int(layer["size"]) for layer in layers.values())
         reporter.info(f"fetching {len(layers)} blobs ({total / 1e6:.1f} MB) from {ref}")
         bar = reporter.bar("pull", total, "B")

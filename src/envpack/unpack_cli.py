@@ -175,7 +175,9 @@ def main_command(
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     if (cache is not None or insecure) and not is_oci(archive):
         raise UsageError("--cache and --insecure are for oci:// references only")
-    pull = PullOptions(cache=cache, insecure=insecure) if is_oci(archive) else None
+    # --list needs only envpack.json; --list --sbom reads the SBOM through the whole pack.
+    manifest_only = list_only and not sbom
+    pull = PullOptions(cache, insecure, manifest_only) if is_oci(archive) else None
     options = unpack.UnpackOptions(
         output_dir=output_directory,
         env_name=env_name,
