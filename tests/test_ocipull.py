@@ -160,6 +160,8 @@ def test_wrong_artifacts_are_refused_with_one_line(
     pushed(project, f"oci://{host}/wrong/arm:v1", "-p", "linux-aarch64")
     result = unpack(f"oci://{host}/wrong/arm:v1", out, "--cache", tmp_path / "cache")
     assert_one_error_line(result, "this archive is for linux-aarch64")
+    listed = run_cli("envunpack", "--list", f"oci://{host}/wrong/arm:v1", "--insecure", "--json")
+    assert json.loads(listed.stdout)["platform"] == "linux-aarch64"  # --list: any machine's
     closed = free_port()
     result = unpack(f"oci://127.0.0.1:{closed}/env:v1", out)
     assert_one_error_line(result, f"cannot reach the registry 127.0.0.1:{closed}")

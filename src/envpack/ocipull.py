@@ -70,7 +70,9 @@ def pulled(text: str, options: PullOptions, reporter: Reporter) -> Iterator[Pull
     media, data = registry.get_manifest(ref.reference, _ACCEPT)
     document = _envpack_manifest(ref, media, data)
     platform = str(document.get("annotations", {}).get(PLATFORM_KEY, ""))
-    check_platform(platform or "unknown", host_platform())  # before anything is created
+    host = not options.manifest_only  # `--list` describes an env for any machine
+    if host:
+        check_platform(platform or "unknown", host_platform())  # before anything is created
     with _store(options.cache) as store:
         config = document["config"]
         config_path = _fetch(registry, store, config, reporter)
@@ -80,8 +82,9 @@ def pulled(text: str, options: PullOptions, reporter: Reporter) -> Iterator[Pull
                 f"{ref}: the manifest says {platform}, envpack.json "
                 f"{manifest.platform}; the artifact is inconsistent"
             )
-        check_virtual_packages(manifest.virtual_packages, host_virtual_packages())
-        layers = {} if options.manifest_only else _layers(ref, document, manifest)
+        if host:
+            check_virtual_packages(manifest.virtual_packages, host_virtual_packages())
+        layers = _layers(ref, document, manifest) if host else {}
         total = sum(int(layer["size"]) for layer in layers.values())
         reporter.info(f"fetching {len(layers)} blobs ({total / 1e6:.1f} MB) from {ref}")
         bar = reporter.bar("pull", total, "B")
@@ -92,7 +95,10 @@ def pulled(text: str, options: PullOptions, reporter: Reporter) -> Iterator[Pull
             }
         finally:
             bar.close()
-        view = Path(tempfile.mkdtemp(prefix=".pack-", dir=store))
+        try:
+            view = Path(tempfile.mkdtemp(prefix=".pack-", dir=store))
+        except OSError as exc:
+            raise output_error(store, exc, "writing the blob cache") from None
         try:
             for name, blob in [(MANIFEST_NAME, config_path), *blobs.items()]:
                 _place(blob, view / name)
@@ -231,11 +237,14 @@ def _fetch(
 
 def _place(blob: Path, dest: Path) -> None:
     """A blob under its member name: a hard link (same directory tree), else a copy."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.link(blob, dest)
-    except OSError:
-        shutil.copyfile(blob, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(blob, dest)
+        except OSError:
+            shutil.copyfile(blob, dest)
+    except OSError as exc:
+        raise output_error(dest.parent, exc, "writing the blob cache") from None
 
 
 def _platform_entry(ref: OciRef, index: dict[str, Any], platform: str | None) -> str:
