@@ -9,7 +9,6 @@ when a registry is used, so `--help` and file unpacks never load it.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import re
 from collections.abc import Iterator
@@ -53,13 +52,13 @@ class Registry:
 
     def __init__(self, ref: OciRef, *, insecure: bool, reporter: Reporter) -> None:
         try:
-            # By name, not `import`: PyInstaller's analysis then leaves oras (and requests,
-            # urllib3, jsonschema) out of the frozen envunpack unless its spec asks for them.
-            oras_auth = importlib.import_module("oras.auth")
-            importlib.import_module("oras.auth.utils")
-            oras_logger = importlib.import_module("oras.logger")
-            oras_provider = importlib.import_module("oras.provider")
-            requests = importlib.import_module("requests")
+            # Here, on first use: envunpack's --help and file unpacks never load oras. The
+            # frozen build leaves it out (pyproject's banned-api table, which its spec reads).
+            import oras.auth  # noqa: TID251
+            import oras.auth.utils  # noqa: TID251
+            import oras.logger  # noqa: TID251
+            import oras.provider  # noqa: TID251
+            import requests
         except ImportError:
             raise RegistryError(
                 "this envunpack was built without registry support; pull with the envpack "
@@ -70,8 +69,8 @@ class Registry:
         self.traffic = Traffic()
         self._requests = requests
         # oras logs through its own handler to stderr; its warnings go through ours.
-        oras_logger.logger.log_handler = [lambda msg: _forward(msg, reporter)]
-        self._oras: Any = oras_provider.Registry(
+        oras.logger.logger.log_handler = [lambda msg: _forward(msg, reporter)]
+        self._oras: Any = oras.provider.Registry(
             hostname=ref.host, insecure=insecure, auth_backend="basic"
         )
         self._container: Any = self._oras.get_container(
@@ -82,7 +81,7 @@ class Registry:
         self._scheme = "http" if insecure else "https"
         self._bearer = False  # the registry hands out scoped tokens
         self._push_scope = False  # the token we hold allows pushing
-        self._login(oras_auth, insecure)
+        self._login(oras.auth, insecure)
 
     @property
     def where(self) -> str:
