@@ -265,3 +265,23 @@ def test_push_and_pull_through_a_bearer_token_registry(
     assert result.returncode == 0, result.stderr.decode()
     assert (tmp_path / "app" / "env" / "bin" / "python").exists()
     assert all(secret not in result.stderr.decode() for secret in secrets(bearer_registry))
+
+
+def test_a_corrupt_cache_entry_is_fetched_again(
+    project: Project, registry: PlainRegistry, tmp_path: Path
+) -> None:
+    ref = f"oci://{registry.host}/recache/env:v1"
+    pushed(project, ref)
+    cache = tmp_path / "cache"
+    assert unpack(ref, tmp_path / "app", "--cache", cache).returncode == 0
+    layers = manifest_of(registry, "recache/env:v1")["layers"]
+    assert isinstance(layers, list)
+    (python,) = [la for la in layers if "/python-3" in la["annotations"][TITLE]]
+    cached = cache / "blobs" / "sha256" / python["digest"].split(":")[1]
+    cached.write_bytes(b"rotten" + cached.read_bytes()[6:])
+    mark = registry.blob_gets()
+    result = unpack(ref, tmp_path / "app", "--cache", cache, "--force")
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"warning: cached blob {python['digest']} is corrupt" in result.stderr.decode()
+    assert set(_since(mark, registry.blob_gets())) == {python["digest"]}
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == python["digest"].split(":")[1]
