@@ -20,7 +20,7 @@ import pytest
 from devtools.fixtures.channel import FixtureChannel, lock_for
 from devtools.httpserver import serve_directory
 from tests.clirun import run_cli
-from tests.servers import PlainRegistry, plain_registry
+from tests.registries import PlainRegistry, plain_registry
 from tests.test_wheels import build_wheel
 
 

@@ -34,7 +34,8 @@ from tests.ocifixtures import (
     registry,
     secrets,
 )
-from tests.servers import PlainRegistry, free_port
+from tests.registries import PlainRegistry
+from tests.servers import free_port
 
 __all__ = ["auth_registry", "bearer_registry", "project", "registry"]  # fixtures, used by name
 

@@ -15,7 +15,8 @@ from envpack.ociref import MANIFEST_TYPE, parse_ref
 from envpack.progress import SilentReporter
 from envpack.registry import Registry, credential_files
 from tests.ocifixtures import auth_registry, bearer_registry, docker_config, registry, secrets
-from tests.servers import PlainRegistry, free_port
+from tests.registries import PlainRegistry
+from tests.servers import free_port
 
 __all__ = ["auth_registry", "bearer_registry", "registry"]  # fixtures, used by name
 
