@@ -42,6 +42,14 @@ def new_app() -> typer.Typer:
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 QuietFlag = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and warnings.")]
 VerboseFlag = Annotated[bool, typer.Option("-v", "--verbose", help="Say more.")]
+InsecureFlag = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Talk plain HTTP to an oci:// registry (e.g. one on localhost). "
+        "Credentials come from ~/.docker/config.json, $DOCKER_CONFIG or $REGISTRY_AUTH_FILE.",
+    ),
+]
 
 
 def version_option(line: Callable[[], str]) -> typer.models.OptionInfo:

@@ -44,6 +44,10 @@ class InstallError(EnvpackError):
     """Linking the environment failed."""
 
 
+class RegistryError(EnvpackError):
+    """An OCI registry cannot be reached, refuses us, or lacks or garbles what we asked for."""
+
+
 class OutputError(EnvpackError):
     """The destination cannot be written (exists, unwritable, disk full)."""
 

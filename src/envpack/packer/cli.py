@@ -14,6 +14,7 @@ import typer
 from envpack import __version__
 from envpack.core.archive import DEFAULT_LEVEL, Compression
 from envpack.core.cliutil import (
+    InsecureFlag,
     JsonFlag,
     QuietFlag,
     VerboseFlag,
@@ -55,7 +56,8 @@ def main_command(
             "--output",
             "--output-file",
             metavar="FILE",
-            help="Archive to write; '-' writes to stdout. An existing file needs --force. "
+            help="Archive to write; '-' writes to stdout; oci://HOST/REPO:TAG pushes it to a "
+            "registry, a blob per package. An existing file needs --force. "
             "[default: environment.tar; environment.sh with --create-executable; "
             "environment with --directory-only; sbom.cdx.json with --sbom-only]",
             show_default=False,
@@ -211,6 +213,7 @@ def main_command(
             "e.g. for rsync; `envunpack FOLDER` unpacks it with the same checks.",
         ),
     ] = False,
+    insecure: InsecureFlag = False,
     completion: Annotated[str | None, completion_option("envpack")] = None,
 ) -> None:
     """Pack one environment of a pixi.lock, for one platform, into a single archive.
@@ -246,7 +249,9 @@ def main_command(
         output = _default_output(sbom_only, create_executable, directory_only)
     options = PackOptions(
         manifest_path=manifest,
-        output=None if output == "-" else Path(output),
+        output=None if output == "-" or output.startswith("oci://") else Path(output),
+        registry=output if output.startswith("oci://") else None,
+        insecure=insecure,
         force=force,
         environment=environment,
         platform=platform,
@@ -277,15 +282,14 @@ def main_command(
         if not quiet and options.output is not None:
             print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)
         return
-    if options.output is None and sys.stdout.isatty():
+    if options.output is None and options.registry is None and sys.stdout.isatty():
         raise EnvpackError("refusing to write an archive to a terminal; redirect stdout")
     result = pack(options, reporter)
     print_result(result, as_json, quiet)
 
 
 def _default_output(sbom_only: bool, create_executable: bool, directory_only: bool) -> str:
-    """pixi-pack's defaults, and ours for the SBOM."""
-    if sbom_only:
+    if sbom_only:  # ours; the others are pixi-pack's
         return SBOM_NAME
     if directory_only:
         return "environment"

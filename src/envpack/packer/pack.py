@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from envpack.core.errors import EnvpackError, LockError, UsageError, output_erro
 from envpack.core.layout import CHUNK
 from envpack.core.manifest import manifest_to_json
 from envpack.core.models import Download, Manifest, Plan
+from envpack.core.ociref import parse_ref
 from envpack.core.progress import Reporter
 from envpack.core.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
 from envpack.packer import appfile
@@ -33,13 +35,15 @@ from envpack.packer.netconfig import (
     local_mirror,
     make_client,
 )
+from envpack.packer.ocipush import Pushed, push_pack
 from envpack.packer.output import HashingWriter, atomic_output, check_output
 from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
-from envpack.packer.packdir import DirectoryWriter, atomic_directory, check_directory_output
+from envpack.packer.packdir import check_directory_output, write_folder
 from envpack.packer.pkgcache import channel_layout, default_caches, find_cached
 from envpack.packer.prefix import plan_prefix
 from envpack.packer.sbom import plan_items, sbom_json
 from envpack.packer.wheelcheck import check_plan_wheels
+from envpack.target.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -65,14 +69,17 @@ class PackOptions:
     strict: bool = False  # refuse editable and path source dependencies instead of skipping
     directory_only: bool = False  # write the archive's members as a folder
     entrypoint: str | None = None  # with create_executable: an app file (appfile.py)
+    registry: str | None = None  # oci://HOST/REPO:TAG: push there instead of writing output
+    insecure: bool = False  # the registry speaks plain HTTP
 
 
 @dataclass(frozen=True)
 class PackResult:
     output: Path | None
     manifest: Manifest
-    sha256: str
+    sha256: str  # of the archive; of the OCI manifest for a push
     size: int
+    pushed: Pushed | None = None
 
 
 def make_plan(options: PackOptions, reporter: Reporter) -> Plan:
@@ -126,6 +133,13 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
 def pack(options: PackOptions, reporter: Reporter, client: Client | None = None) -> PackResult:
     if options.directory_only and options.create_executable:
         raise UsageError("--directory-only and --create-executable exclude each other")
+    if options.registry is not None and (options.directory_only or options.create_executable):
+        raise UsageError(
+            "-o oci://… pushes the archive's members: drop --directory-only and --create-executable"
+        )
+    if options.insecure and options.registry is None:
+        raise UsageError("--insecure is for -o oci://… (a plain-HTTP registry) only")
+    ref = parse_ref(options.registry) if options.registry is not None else None
     plan, local = _planned(options, reporter)
     unpacker = _unpacker(options, plan.platform)
     app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
@@ -135,6 +149,8 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     check_output(options.output, inputs, force=options.force and not options.directory_only)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
+    # Reached and logged into before a download: a wrong host or password costs nothing.
+    registry = Registry(ref, insecure=options.insecure, reporter=reporter) if ref else None
     config = load_config(options.network)
     fetch = options.fetch
     if fetch.concurrency is None:
@@ -150,7 +166,17 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
         reporter.info(f"{len(local)} package files found in package caches")
     if options.directory_only and options.output is not None:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
-        return _write_folder(options.output, plan, fetched, reporter)
+        manifest, size = write_folder(options.output, plan, fetched, reporter)
+        # A folder has no single hash: its manifest names every file's sha256.
+        digest = hashlib.sha256(manifest_to_json(manifest)).hexdigest()
+        return PackResult(options.output, manifest, digest, size)
+    if registry is not None:  # the folder's members, pushed as blobs: what a pull reads back
+        fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
+        with tempfile.TemporaryDirectory(prefix="envpack-push-", dir=cache) as tmp:
+            manifest, _ = write_folder(Path(tmp) / "pack", plan, fetched, reporter)
+            reporter.info(f"pushing to {ref}")
+            pushed = push_pack(Path(tmp) / "pack", manifest, registry)
+        return PackResult(None, manifest, pushed.digest[7:], pushed.size, pushed)
     with atomic_output(options.output, executable=unpacker is not None) as out:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         artifacts = shipped(fetched)
@@ -196,29 +222,11 @@ def _fetch(
         raise output_error(cache, exc, "writing the download cache") from None
 
 
-def _write_folder(
-    output: Path, plan: Plan, fetched: list[Fetched], reporter: Reporter
-) -> PackResult:
-    artifacts = shipped(fetched)
-    sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
-    manifest = manifest_for(plan, artifacts, sbom)
-    reporter.info(f"writing the folder {output}")
-    bar = reporter.bar("write", sum(f.size for f in fetched), "B")
-    try:
-        with atomic_directory(output) as root:
-            folder = DirectoryWriter(root)
-            write_members(folder, plan, fetched, manifest, sbom, bar)
-    finally:
-        bar.close()
-    # A folder has no single hash: its manifest names every file's sha256.
-    return PackResult(
-        output, manifest, hashlib.sha256(manifest_to_json(manifest)).hexdigest(), folder.size
-    )
-
-
 def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
     """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
     downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
+    if options.registry is not None:
+        raise UsageError("--sbom-only writes a file: give -o FILE, not a registry")
     plan = make_plan(options, reporter)
     check_output(options.output, _inputs(options, None), force=options.force)
     unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]

@@ -14,6 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envpack.core.errors import OutputError, output_error
+from envpack.core.models import Manifest, Plan
+from envpack.core.progress import Reporter
+from envpack.packer.fetch import Fetched
+from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
+from envpack.packer.sbom import plan_items, sbom_json
 
 
 class DirectoryWriter:
@@ -86,3 +91,21 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def write_folder(
+    output: Path, plan: Plan, fetched: list[Fetched], reporter: Reporter
+) -> tuple[Manifest, int]:
+    """The pack's members as the folder `output`, atomically; its manifest and byte count."""
+    artifacts = shipped(fetched)
+    sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
+    manifest = manifest_for(plan, artifacts, sbom)
+    reporter.info(f"writing the folder {output}")
+    bar = reporter.bar("write", sum(f.size for f in fetched), "B")
+    try:
+        with atomic_directory(output) as root:
+            folder = DirectoryWriter(root)
+            write_members(folder, plan, fetched, manifest, sbom, bar)
+    finally:
+        bar.close()
+    return manifest, folder.size

@@ -41,7 +41,8 @@ def _size(size: int | None) -> str:
 
 
 def print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
-    where = str(result.output) if result.output else "stdout"
+    pushed = result.pushed
+    where = str(result.output) if result.output else str(pushed.ref) if pushed else "stdout"
     if as_json:
         doc = document(
             "pack",
@@ -52,7 +53,15 @@ def print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
             sha256=result.sha256,
             size=result.size,
         )
-        print(doc, file=sys.stderr if result.output is None else sys.stdout)
+        print(doc, file=sys.stderr if result.output is None and not pushed else sys.stdout)
+    elif not quiet and pushed is not None:
+        sent = pushed.traffic
+        print(
+            f"pushed {len(result.manifest.artifacts)} artifacts to {where}@sha256:{result.sha256} "
+            f"({sent.blobs_uploaded} blobs sent, {sent.uploaded / 1e6:.1f} MB; "
+            f"{sent.blobs_present} already there)",
+            file=sys.stderr,
+        )
     elif not quiet:
         print(
             f"packed {len(result.manifest.artifacts)} artifacts into {where} "

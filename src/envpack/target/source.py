@@ -1,4 +1,4 @@
-"""Where envunpack's archive comes from: a file, a folder, stdin, or the program itself.
+"""Where envunpack's archive comes from: a file, a folder, stdin, a registry, or the program.
 
 A self-extracting file is checked whole (its trailer and payload hash) before a byte of it
 is unpacked; stdin is read through short polls so that signals act at once.
@@ -6,15 +6,21 @@ is unpacked; stdin is read through short polls so that signals act at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import select
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from envpack.core.errors import ArchiveError, EnvpackError, UsageError
 from envpack.core.layout import CHUNK
+from envpack.core.ociref import is_oci
+
+if TYPE_CHECKING:  # both load tqdm or oras: only a registry pull may pay for them
+    from envpack.core.progress import Reporter
+    from envpack.target.ocipull import PullOptions
 
 DEFAULT_PACK = "environment.tar"
 
@@ -46,16 +52,37 @@ def _stdin() -> BinaryIO:
 
 
 class ArchiveSource:
-    """The archive to read: a file, stdin, a self-extracting file, or this very program."""
+    """The archive to read: a file, stdin, a self-extracting file, this very program, or an
+    oci:// reference (pulled into a folder pack for the block)."""
 
-    def __init__(self, archive: str | None) -> None:
+    def __init__(
+        self,
+        archive: str | None,
+        pull: PullOptions | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
         self._archive = archive
         self._file: BinaryIO | None = None
+        self._pull = pull
+        self._reporter = reporter
+        self._stack = contextlib.ExitStack()
+        self.traffic: object = None  # a registry pull's Traffic, for the report
 
     def __enter__(self) -> BinaryIO | Path:
         from envpack.core import selfextract
         from envpack.target.runtime import own_executable
 
+        if is_oci(self._archive):
+            from envpack.core.progress import SilentReporter
+            from envpack.target.ocipull import PullOptions, pulled
+
+            assert self._archive is not None
+            reporter = self._reporter or SilentReporter()
+            got = self._stack.enter_context(
+                pulled(self._archive, self._pull or PullOptions(), reporter)
+            )
+            self.traffic = got.traffic
+            return got.folder
         if self._archive == "-":
             if sys.stdin.isatty():
                 raise UsageError(
@@ -101,3 +128,4 @@ class ArchiveSource:
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self._file.close()
+        self._stack.close()

@@ -38,7 +38,15 @@ _NO_SUCH_SCRIPT = {
     "nushell": "rattler (which writes the scripts) has no nushell activation yet",
 }
 
-__all__ = ["CheckResult", "UnpackOptions", "UnpackResult", "check", "read_manifest", "unpack"]
+__all__ = [
+    "CheckResult",
+    "UnpackOptions",
+    "UnpackResult",
+    "check",
+    "check_destination",
+    "read_manifest",
+    "unpack",
+]
 
 
 @dataclass(frozen=True)
@@ -72,21 +80,9 @@ class CheckResult:
 
 
 def unpack(source: BinaryIO | Path, options: UnpackOptions, reporter: Reporter) -> UnpackResult:
-    options = _check_options(options, reporter)
+    options = check_destination(options, reporter)
     out_dir = options.output_dir.absolute()
     target = out_dir / options.env_name
-    if not options.force:
-        if non_empty(target):
-            raise OutputError(f"{target} already exists; pass --force to replace it")
-        for name in script_names(options.shell):
-            # A user's own activate.sh beside the env is as precious as the env itself;
-            # one that envunpack wrote for this very env is not.
-            path = out_dir / name
-            if non_empty(path) and not _ours(path, target):
-                raise OutputError(f"{path} already exists; pass --force to replace it")
-        sbom = out_dir / SBOM_NAME
-        if non_empty(sbom) and not is_our_sbom(sbom):
-            raise OutputError(f"{sbom} already exists; pass --force to replace it")
     reader = Reader(source)
     reader.head()  # before anything exists at the destination
     created = ensure_dir(out_dir)
@@ -102,6 +98,27 @@ def unpack(source: BinaryIO | Path, options: UnpackOptions, reporter: Reporter) 
     finally:
         if not succeeded:
             remove_created(created)
+
+
+def check_destination(options: UnpackOptions, reporter: Reporter) -> UnpackOptions:
+    """The options checked, and what is at -o refused unless --force: before any download
+    (a registry pull) or read, so a run that cannot succeed costs nothing."""
+    options = _check_options(options, reporter)
+    out_dir = options.output_dir.absolute()
+    target = out_dir / options.env_name
+    if not options.force:
+        if non_empty(target):
+            raise OutputError(f"{target} already exists; pass --force to replace it")
+        for name in script_names(options.shell):
+            # A user's own activate.sh beside the env is as precious as the env itself;
+            # one that envunpack wrote for this very env is not.
+            path = out_dir / name
+            if non_empty(path) and not _ours(path, target):
+                raise OutputError(f"{path} already exists; pass --force to replace it")
+        sbom = out_dir / SBOM_NAME
+        if non_empty(sbom) and not is_our_sbom(sbom):
+            raise OutputError(f"{sbom} already exists; pass --force to replace it")
+    return options
 
 
 def check(source: BinaryIO | Path, reporter: Reporter) -> CheckResult:

@@ -6,6 +6,7 @@ Typer only. Imports nothing that only packing needs, and loads rattler lazily so
 
 from __future__ import annotations
 
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from envpack.core.cliutil import (
+    InsecureFlag,
     JsonFlag,
     QuietFlag,
     VerboseFlag,
@@ -24,6 +26,7 @@ from envpack.core.cliutil import (
 from envpack.core.cliutil import main as run_main
 from envpack.core.errors import EnvpackError, UsageError
 from envpack.core.jsonout import document
+from envpack.core.ociref import is_oci
 from envpack.target.buildinfo import version_line
 from envpack.target.source import ArchiveSource
 from envpack.target.unpackreport import print_check, print_listing, print_sbom
@@ -50,7 +53,8 @@ def main_command(
         str | None,
         typer.Argument(
             help="Archive made by envpack or pixi-pack (or one written as a folder); "
-            "'-' reads stdin. Omit it when this program is a self-extracting file.",
+            "'-' reads stdin; oci://HOST/REPO:TAG pulls one pushed by `envpack -o oci://…`. "
+            "Omit it when this program is a self-extracting file.",
             show_default=False,
         ),
     ] = None,
@@ -110,6 +114,16 @@ def main_command(
             "manifest (for a pixi-pack archive, one made from its repodata).",
         ),
     ] = False,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            metavar="DIR",
+            help="With oci://: keep fetched blobs in DIR, so the next version of the env "
+            "fetches only the blobs that changed. [default: a temp dir, removed after]",
+        ),
+    ] = None,
+    insecure: InsecureFlag = False,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
     verbose: VerboseFlag = False,
@@ -136,6 +150,8 @@ def main_command(
       envunpack --list --sbom env.tar  # its CycloneDX SBOM, verified
 
       cat env.tar | envunpack - -o /app
+
+      envunpack oci://registry.example.com/team/env:v2 --cache ~/.cache/envunpack -o /app
     """
     if list_only and check_only:
         raise UsageError("--list and --check exclude each other; --check also lists with --json")
@@ -154,9 +170,26 @@ def main_command(
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
     from envpack.core.progress import Reporter, SilentReporter, TqdmReporter
     from envpack.target import unpack
+    from envpack.target.ocipull import PullOptions
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
-    with ArchiveSource(archive) as source:
+    if (cache is not None or insecure) and not is_oci(archive):
+        raise UsageError("--cache and --insecure are for oci:// references only")
+    # --list needs only envpack.json; --list --sbom reads the SBOM through the whole pack.
+    manifest_only = list_only and not sbom
+    pull = PullOptions(cache, insecure, manifest_only) if is_oci(archive) else None
+    options = unpack.UnpackOptions(
+        output_dir=output_directory,
+        env_name=env_name,
+        shell=shell,
+        force=force,
+        compile=compile_pyc,
+        execute_link_scripts=execute_link_scripts,
+    )
+    if pull is not None and not (list_only or check_only or sbom):
+        # Before a blob is fetched; its warnings are said once, by unpack() below.
+        unpack.check_destination(options, SilentReporter(io.StringIO()))
+    with ArchiveSource(archive, pull, reporter) as source:
         if sbom:
             print_sbom(source)
             return
@@ -167,14 +200,6 @@ def main_command(
             checked = unpack.check(source, reporter)
             print_check(checked, as_json, quiet)
             return
-        options = unpack.UnpackOptions(
-            output_dir=output_directory,
-            env_name=env_name,
-            shell=shell,
-            force=force,
-            compile=compile_pyc,
-            execute_link_scripts=execute_link_scripts,
-        )
         result = unpack.unpack(source, options, reporter)
     if app:
         from envpack.target.appinstall import write_app_env
