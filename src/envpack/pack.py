@@ -129,7 +129,7 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     plan, local = _planned(options, reporter)
     unpacker = _unpacker(options, plan.platform)
     app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
-    inputs = _inputs(options, unpacker)
+    inputs = pack_inputs(options, unpacker)
     if options.directory_only:
         check_directory_output(options.output)
     check_output(options.output, inputs, force=options.force and not options.directory_only)
@@ -220,7 +220,7 @@ def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
     """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
     downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
     plan = make_plan(options, reporter)
-    check_output(options.output, _inputs(options, None), force=options.force)
+    check_output(options.output, pack_inputs(options, None), force=options.force)
     unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
     if unhashed:
         reporter.warn(
@@ -234,7 +234,7 @@ def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
     return sbom
 
 
-def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
+def pack_inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
     """Every file a pack reads, so that no spelling of -o can overwrite one of them."""
     found: list[tuple[str, Path]] = []
     if options.prefix is None:

@@ -1,0 +1,143 @@
+"""The image's env, installed at pack time below a staging root as if it were at its final path.
+
+A verified pack (a folder written by `pack`) is read back through the unpacker's own checks,
+linked with `rattler.install` into `<root>/<dest>` with `alternative_target_prefix=<dest>` (so
+every placeholder names the final path, and no link script runs on the build machine), and
+wheels go in one at a time so that each one's files are known for its layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from envpack.activation import activation_scripts, check_env_vars
+from envpack.hostcheck import check_virtual_packages
+from envpack.install import link, records, write_history
+from envpack.layout import SBOM_NAME
+from envpack.models import Manifest
+from envpack.ocilayers import Part
+from envpack.pkgcheck import check_entries, check_symlinks, package_entries
+from envpack.progress import Reporter
+from envpack.receive import Reader
+from envpack.wheels import install_wheels
+from envpack.wheeltags import check_wheels_compatible, python_info
+
+
+@dataclass(frozen=True)
+class Staged:
+    root: Path  # the image's / as far as the env goes
+    platform: str
+    manifest: Manifest
+    parts: tuple[Part, ...]  # a conda package's or a wheel's files, relative to root
+    rest: tuple[str, ...]  # conda-meta, activation scripts, SBOM: the last layer
+    env: dict[str, str]  # env_vars.d and conda-meta/state values
+
+
+def stage(
+    pack_dir: Path, work: Path, dest: PurePosixPath, glibc: str | None, reporter: Reporter
+) -> Staged:
+    """Install the pack in `pack_dir` below `work/root`; `glibc` is the base image's, if known."""
+    reader = Reader(pack_dir)
+    got = reader.head(check_host=False)  # the image's platform, not this machine's
+    assert got.manifest is not None and got.platform is not None  # our own pack: both present
+    if glibc is not None:
+        check_virtual_packages(got.manifest.virtual_packages, {"__glibc": glibc})
+    manifest, platform = got.manifest, got.platform
+    got = reader.rest(work / "verified", reporter)
+    chosen = records(got, work / "verified")
+    python = python_info(chosen) if got.wheels else None
+    if python is not None:
+        check_wheels_compatible([Path(m).name for m in got.wheels], python, platform, glibc)
+    owners = check_entries(
+        (path.rsplit("/", 1)[-1], package_entries(file))
+        for path, (file, _) in sorted(got.packages.items())
+        if file is not None
+    )
+    root = work / "root"
+    relative = dest.relative_to("/")
+    prefix = root / relative
+    final = Path(dest)
+    reporter.info(f"installing {len(chosen)} packages at {dest} for the image")
+    link(chosen, prefix, final, work / "pkgs", platform, False, reporter)
+    parts = [_conda_part(meta, relative, root) for meta in sorted(prefix.glob("conda-meta/*.json"))]
+    for member, path in sorted(got.wheels.items()):
+        assert path is not None and python is not None
+        before = set(_files(prefix))
+        install_wheels(prefix, final, {member: path}, python, reporter)
+        added = sorted(set(_files(prefix)) - before)
+        parts.append(
+            _part(Path(member).name.split("-")[0], [str(relative / f) for f in added], root)
+        )
+    check_symlinks(prefix, final, owners)
+    check_env_vars(prefix)
+    write_history(prefix)
+    rest = _extras(root, prefix, dest, platform, got.sbom)
+    claimed = {f for p in parts for f in p.files}
+    rest += [str(relative / f) for f in _files(prefix) if str(relative / f) not in claimed]
+    return Staged(root, platform, manifest, tuple(parts), tuple(sorted(rest)), _env(prefix))
+
+
+def _conda_part(meta: Path, relative: PurePosixPath, root: Path) -> Part:
+    doc = json.loads(meta.read_bytes())
+    files = [str(relative / f) for f in doc.get("files") or []]
+    return _part(str(doc.get("name") or meta.stem), files, root)
+
+
+def _part(name: str, files: list[str], root: Path) -> Part:
+    present = [f for f in files if (root / f).is_symlink() or (root / f).exists()]
+    size = sum((root / f).lstat().st_size for f in present)
+    return Part(name, tuple(sorted(present)), size)
+
+
+def _files(prefix: Path) -> list[str]:
+    """Every non-directory below prefix (symlinks to directories too), relative, sorted."""
+    found: list[str] = []
+    for top, dirs, names in os.walk(prefix):
+        base = Path(top)
+        for name in names + [d for d in dirs if (base / d).is_symlink()]:
+            found.append((base / name).relative_to(prefix).as_posix())
+    return sorted(found)
+
+
+def _extras(
+    root: Path, prefix: Path, dest: PurePosixPath, platform: str, sbom: bytes | None
+) -> list[str]:
+    """activate.sh and deactivate.sh beside the env, and the SBOM beside them, as envunpack
+    writes them (not in conda-meta/, which rattler reads as package records only)."""
+    beside = prefix.parent
+    written: list[Path] = []
+    for name, content in activation_scripts(prefix, "bash", platform).items():
+        # rattler reads activate.d from the staged prefix; the script must name the final one.
+        text = f"# written by envpack --oci-image for {dest}\n" + content.replace(
+            str(prefix), str(dest)
+        )
+        (beside / name).write_text(text)
+        (beside / name).chmod(0o755)
+        written.append(beside / name)
+    if sbom is not None:
+        (beside / SBOM_NAME).write_bytes(sbom)
+        written.append(beside / SBOM_NAME)
+    return [p.relative_to(root).as_posix() for p in written]
+
+
+def _env(prefix: Path) -> dict[str, str]:
+    """What activation exports from env_vars.d (sorted files, later ones win) and from
+    conda-meta/state, in conda's order; rattler's activation reads the same files."""
+    env: dict[str, str] = {}
+    sources = sorted((prefix / "etc" / "conda" / "env_vars.d").glob("*.json"))
+    for path in sources:
+        doc = json.loads(path.read_bytes())  # check_env_vars has proven each an object
+        env.update({k: str(v) for k, v in doc.items() if isinstance(k, str)})
+    state = prefix / "conda-meta" / "state"
+    if state.is_file():
+        try:
+            doc = json.loads(state.read_bytes())
+        except ValueError:
+            doc = {}
+        values = doc.get("env_vars") if isinstance(doc, dict) else None
+        if isinstance(values, dict):
+            env.update({k: str(v) for k, v in values.items()})
+    return env
