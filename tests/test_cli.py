@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envpack import __version__
-from envpack.cli import _default_output, app
+from envpack.cli import app
 from envpack.cliutil import EXIT_USAGE, run
 from envpack.lockfile import plan_lock
 from envpack.models import Manifest
@@ -71,10 +71,3 @@ def test_contradicting_options_are_a_usage_error(
     (line,) = capsys.readouterr().err.splitlines()
     assert line == "error: --sbom-only writes no archive: drop --create-executable"
     assert list(out.iterdir()) == []
-
-
-def test_default_outputs_follow_pixi_pack() -> None:
-    assert _default_output(False, False, False) == "environment.tar"
-    assert _default_output(False, True, False) == "environment.sh"
-    assert _default_output(False, False, True) == "environment"
-    assert _default_output(True, False, False) == "sbom.cdx.json"

@@ -278,7 +278,8 @@ def main_command(
     ociopts.check_not_image(dest_prefix, base, cmd)
     if sbom_only:
         if create_executable or oci_image:
-            raise UsageError("--sbom-only writes no archive: drop --create-executable/--oci-image")
+            drop = "--create-executable" if create_executable else "--oci-image"
+            raise UsageError(f"--sbom-only writes no archive: drop {drop}")
         data = write_sbom(options, reporter)
         if not quiet and options.output is not None:
             print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)

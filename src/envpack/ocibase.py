@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import json
 import posixpath
+import re
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from envpack.layout import ARCHES
 INDEX_MEDIA = "application/vnd.oci.image.index.v1+json"
 MANIFEST_MEDIA = "application/vnd.oci.image.manifest.v1+json"
 _MANIFESTS = (MANIFEST_MEDIA, "application/vnd.docker.distribution.manifest.v2+json")
+_LAYOUT_NAME = re.compile(r"oci-layout|index\.json|blobs/sha256/[0-9a-f]{64}")
 # conda platform → OCI os, architecture, variant
 PLATFORMS: dict[str, tuple[str, str, str | None]] = {
     "linux-64": ("linux", "amd64", None),
@@ -50,13 +53,28 @@ def read_base(ref: Path, work: Path, platform: str) -> BaseImage:
         return read_layout(ref, platform, str(ref))
     layout = work / "base"
     try:
-        with tarfile.open(ref, "r:*") as tar:
-            layout.mkdir(parents=True)
-            # The data filter refuses absolute names, `..`, links out and device files.
-            tar.extractall(layout, filter="data")
-    except (OSError, tarfile.TarError) as exc:
+        with ref.open("rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+            for member in tar:
+                _extract(tar, member, layout)
+    except (OSError, tarfile.TarError, EOFError) as exc:
         raise ImageError(f"--base {ref}: cannot read it as an OCI archive ({exc})") from None
     return read_layout(layout, platform, str(ref))
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, layout: Path) -> None:
+    """Only the files an OCI layout has: oci-layout, index.json, blobs/sha256/<hex>.
+
+    Whatever else an archive holds (links, devices, odd names) is never written.
+    """
+    name = posixpath.normpath(member.name.removeprefix("./"))
+    if not member.isfile() or not _LAYOUT_NAME.fullmatch(name):
+        return
+    stream = tar.extractfile(member)
+    assert stream is not None  # a regular file always has one
+    path = layout / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("xb") as out:
+        shutil.copyfileobj(stream, out, 1 << 20)
 
 
 def read_layout(layout: Path, platform: str, name: str) -> BaseImage:
@@ -123,22 +141,60 @@ def _json(layout: Path, path: Path, name: str) -> dict[str, Any]:
 
 
 def base_glibc(base: BaseImage, platform: str) -> str | None:
-    """The glibc version of the base's libc.so.6 (upper layers win), or None if none is found."""
-    wanted = [p.lstrip("/") for p in libc_paths(ARCHES.get(platform, ""))]
-    version: str | None = None
+    """The glibc version of the base's libc.so.6, or None if none is found.
+
+    Upper layers win; symlinks (bullseye's libc.so.6 -> libc-2.31.so, merged-usr's
+    /lib -> usr/lib) are followed within the image, never on this machine.
+    """
+    links: dict[str, str] = {}
+    files: dict[str, Path] = {}  # name → the blob of the topmost layer holding it
     for _, blob in base.layers:
-        found = _libc_in_layer(blob, wanted)
-        if found is not None:
-            version = found
-    return version
+        for member in _members(blob):
+            name = posixpath.normpath(member.name.removeprefix("./"))
+            if member.issym():
+                links[name] = member.linkname
+                files.pop(name, None)
+            elif member.isfile():
+                files[name] = blob
+                links.pop(name, None)
+    for candidate in libc_paths(ARCHES.get(platform, "")):
+        resolved = _resolve(candidate.lstrip("/"), links)
+        if resolved in files:
+            return _banner(files[resolved], resolved)
+    return None
 
 
-def _libc_in_layer(blob: Path, wanted: list[str]) -> str | None:
+def _resolve(path: str, links: dict[str, str]) -> str:
+    resolved = ""
+    for part in path.split("/"):
+        current = posixpath.join(resolved, part) if resolved else part
+        for _ in range(16):  # a loop of links resolves to nothing useful
+            if current not in links:
+                break
+            target = links[current]
+            joined = (
+                target
+                if target.startswith("/")
+                else posixpath.join(posixpath.dirname(current), target)
+            )
+            current = posixpath.normpath(joined).lstrip("/")
+        resolved = current
+    return resolved
+
+
+def _members(blob: Path) -> list[tarfile.TarInfo]:
+    try:
+        with _open_layer(blob) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+            return list(tar)
+    except (OSError, tarfile.TarError, EOFError):
+        return []
+
+
+def _banner(blob: Path, name: str) -> str | None:
     try:
         with _open_layer(blob) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
-                name = posixpath.normpath(member.name.removeprefix("./"))
-                if name in wanted and member.isfile():
+                if posixpath.normpath(member.name.removeprefix("./")) == name:
                     stream = tar.extractfile(member)
                     return glibc_in_libc(stream.read()) if stream is not None else None
     except (OSError, tarfile.TarError, EOFError):

@@ -26,6 +26,7 @@ from envpack.ocistage import Staged, stage
 from envpack.output import atomic_output, check_output
 from envpack.pack import PackOptions, PackResult, make_plan, pack, pack_inputs
 from envpack.progress import Reporter, SilentReporter
+from envpack.urls import redact
 
 LAYER_MEDIA = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_MEDIA = "application/vnd.oci.image.config.v1+json"
@@ -73,7 +74,10 @@ def build_image(
             reporter.warn(f"--base {base.name}: no libc.so.6 found in it; glibc not checked")
         folder = work / "pack"
         packed = pack(replace(options, output=folder, directory_only=True, force=False), reporter)
-        staged = stage(folder, work / "stage", image.dest_prefix, glibc, reporter)
+        origins = {
+            d.artifact.filename: redact(d.url) for d in plan.downloads if d.artifact.kind == "conda"
+        }
+        staged = stage(folder, work / "stage", image.dest_prefix, glibc, origins, reporter)
         blobs = work / "blobs"
         blobs.mkdir()
         reporter.info("writing image layers")

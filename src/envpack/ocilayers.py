@@ -81,7 +81,7 @@ def write_layer(root: Path, files: Iterable[str], out_dir: Path, packages: Seque
     modes, no user names, no gzip name or time.
     """
     names = sorted(set(files))
-    dirs = sorted({str(p) for n in names for p in PurePosixPath(n).parents if str(p) != "."})
+    dirs = {str(p) for n in names for p in PurePosixPath(n).parents if str(p) != "."}
     handle, tmp_name = tempfile.mkstemp(prefix=".layer-", dir=out_dir)
     tmp = Path(tmp_name)
     raw_hash = hashlib.sha256()
@@ -90,10 +90,12 @@ def write_layer(root: Path, files: Iterable[str], out_dir: Path, packages: Seque
         with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:
             tee = _Tee(gz, raw_hash)
             with tarfile.open(fileobj=tee, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for directory in dirs:
-                    tar.addfile(_info(directory, tarfile.DIRTYPE, 0o755))
-                for name in names:
-                    _add(tar, root / name, name)
+                # One sorted order: a directory sorts before what it holds.
+                for name in sorted({*dirs, *names}):
+                    if name in dirs and name not in names:
+                        tar.addfile(_info(name, tarfile.DIRTYPE, 0o755))
+                    else:
+                        _add(tar, root / name, name)
     digest = sink.hash.hexdigest()
     path = out_dir / digest
     tmp.replace(path)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import rattler
 
 from envpack.activation import activation_scripts, check_env_vars
 from envpack.hostcheck import check_virtual_packages
@@ -37,9 +40,17 @@ class Staged:
 
 
 def stage(
-    pack_dir: Path, work: Path, dest: PurePosixPath, glibc: str | None, reporter: Reporter
+    pack_dir: Path,
+    work: Path,
+    dest: PurePosixPath,
+    glibc: str | None,
+    origins: Mapping[str, str],
+    reporter: Reporter,
 ) -> Staged:
-    """Install the pack in `pack_dir` below `work/root`; `glibc` is the base image's, if known."""
+    """Install the pack in `pack_dir` below `work/root`; `glibc` is the base image's, if known.
+
+    `origins` maps package file names to the (redacted) URLs the lock names for them.
+    """
     reader = Reader(pack_dir)
     got = reader.head(check_host=False)  # the image's platform, not this machine's
     assert got.manifest is not None and got.platform is not None  # our own pack: both present
@@ -62,6 +73,7 @@ def stage(
     final = Path(dest)
     reporter.info(f"installing {len(chosen)} packages at {dest} for the image")
     link(chosen, prefix, final, work / "pkgs", platform, False, reporter)
+    _settle_records(prefix, origins)
     parts = [_conda_part(meta, relative, root) for meta in sorted(prefix.glob("conda-meta/*.json"))]
     for member, path in sorted(got.wheels.items()):
         assert path is not None and python is not None
@@ -78,6 +90,27 @@ def stage(
     claimed = {f for p in parts for f in p.files}
     rest += [str(relative / f) for f in _files(prefix) if str(relative / f) not in claimed]
     return Staged(root, platform, manifest, tuple(parts), tuple(sorted(rest)), _env(prefix))
+
+
+def _settle_records(prefix: Path, origins: Mapping[str, str]) -> None:
+    """The records name where each package came from, not this build's temp dirs: the image
+    should not leak them, and its digest must not depend on them."""
+    for meta in sorted(prefix.glob("conda-meta/*.json")):
+        record = rattler.PrefixRecord.from_path(meta)
+        url = origins.get(record.file_name)
+        if url is not None:
+            record.url = url
+            record.channel = url.rsplit("/", 2)[0] + "/"
+        record.extracted_package_dir = None
+        record.package_tarball_full_path = None
+        settled = rattler.PrefixRecord(
+            record,
+            record.paths_data,
+            link=None,
+            files=list[os.PathLike[str]](record.files),
+            requested_specs=record.requested_specs,
+        )
+        settled.write_to_path(meta, pretty=True)
 
 
 def _conda_part(meta: Path, relative: PurePosixPath, root: Path) -> Part:
