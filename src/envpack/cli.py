@@ -274,7 +274,9 @@ def main_command(
         print_plan(options, reporter, as_json)
         return
     if oci_image and not sbom_only:
-        return ociopts.pack_image(options, reporter, dest_prefix, base, cmd, quiet=quiet or as_json)
+        return ociopts.pack_image(
+            options, reporter, dest_prefix, base, cmd, quiet=quiet, as_json=as_json
+        )
     ociopts.check_not_image(dest_prefix, base, cmd)
     if sbom_only:
         if create_executable or oci_image:

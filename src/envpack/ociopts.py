@@ -70,6 +70,7 @@ def pack_image(
     cmd: str | None,
     *,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """`--oci-image`: the pack options' --entrypoint names the image's ENTRYPOINT instead."""
     from envpack.ociimage import ImageOptions, build_image
@@ -81,7 +82,11 @@ def pack_image(
         cmd=_words("--cmd", cmd),
     )
     result = build_image(replace(options, entrypoint=None), image, reporter)
-    if not quiet:
+    if as_json:
+        from envpack.packreport import print_result
+
+        print_result(result.pack, as_json=True, quiet=quiet)
+    elif not quiet:
         print(
             f"wrote {result.pack.output}: OCI image, {result.layers} env layers on "
             f"{result.base_layers} base layers, {result.pack.size / 1e6:.1f} MB",
