@@ -78,6 +78,12 @@ def build_image(
             d.artifact.filename: redact(d.url) for d in plan.downloads if d.artifact.kind == "conda"
         }
         staged = stage(folder, work / "stage", image.dest_prefix, glibc, origins, reporter)
+        if staged.sources_scripts:
+            activate = image.dest_prefix.parent / "activate.sh"
+            reporter.warn(
+                "the env has activate.d scripts, which an image config cannot run: its "
+                f"variables are set, and `. {activate}` runs the scripts too"
+            )
         blobs = work / "blobs"
         blobs.mkdir()
         reporter.info("writing image layers")
@@ -117,7 +123,7 @@ def _config(
 ) -> bytes:
     os_name, arch, variant = oci_platform(staged.platform)
     inherited: dict[str, Any] = dict(base.config.get("config") or {}) if base else {}
-    env = _merge_env(inherited.get("Env") or [], staged, image.dest_prefix)
+    env = _merge_env(inherited.get("Env") or [], staged)
     inherited["Env"] = env
     if image.entrypoint is not None or image.cmd is not None:
         # A new entrypoint resets the base's cmd, as a Dockerfile's ENTRYPOINT does.
@@ -154,11 +160,11 @@ def _config(
     return _canonical(doc)
 
 
-def _merge_env(base_env: list[str], staged: Staged, dest: PurePosixPath) -> list[str]:
+def _merge_env(base_env: list[str], staged: Staged) -> list[str]:
     env = dict(item.split("=", 1) for item in base_env if "=" in item)
-    env["PATH"] = f"{dest / 'bin'}:{env.get('PATH') or _DEFAULT_PATH}"
-    env["CONDA_PREFIX"] = str(dest)
-    env.update(staged.env)
+    ours = dict(staged.env)
+    ours["PATH"] = ":".join(p for p in (ours.get("PATH"), env.get("PATH") or _DEFAULT_PATH) if p)
+    env.update(ours)
     return [f"{k}={v}" for k, v in sorted(env.items())]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import rattler
 
 from envpack.activation import activation_scripts, check_env_vars
+from envpack.appinstall import activated_env
 from envpack.hostcheck import check_virtual_packages
 from envpack.install import link, records, write_history
 from envpack.layout import SBOM_NAME
@@ -36,7 +37,8 @@ class Staged:
     manifest: Manifest
     parts: tuple[Part, ...]  # a conda package's or a wheel's files, relative to root
     rest: tuple[str, ...]  # conda-meta, activation scripts, SBOM: the last layer
-    env: dict[str, str]  # env_vars.d and conda-meta/state values
+    env: dict[str, str]  # what rattler's activation exports, PATH only the env's entries
+    sources_scripts: bool  # the env has activate.d scripts, which a config cannot run
 
 
 def stage(
@@ -89,7 +91,10 @@ def stage(
     rest = _extras(root, prefix, dest, platform, got.sbom)
     claimed = {f for p in parts for f in p.files}
     rest += [str(relative / f) for f in _files(prefix) if str(relative / f) not in claimed]
-    return Staged(root, platform, manifest, tuple(parts), tuple(sorted(rest)), _env(prefix))
+    env, sources = activated_env(prefix, platform)
+    # rattler names the staged prefix; the image's processes see it at its final path.
+    final_env = {k: v.replace(str(prefix), str(dest)) for k, v in env.items()}
+    return Staged(root, platform, manifest, tuple(parts), tuple(sorted(rest)), final_env, sources)
 
 
 def _settle_records(prefix: Path, origins: Mapping[str, str]) -> None:
@@ -154,23 +159,3 @@ def _extras(
         (beside / SBOM_NAME).write_bytes(sbom)
         written.append(beside / SBOM_NAME)
     return [p.relative_to(root).as_posix() for p in written]
-
-
-def _env(prefix: Path) -> dict[str, str]:
-    """What activation exports from env_vars.d (sorted files, later ones win) and from
-    conda-meta/state, in conda's order; rattler's activation reads the same files."""
-    env: dict[str, str] = {}
-    sources = sorted((prefix / "etc" / "conda" / "env_vars.d").glob("*.json"))
-    for path in sources:
-        doc = json.loads(path.read_bytes())  # check_env_vars has proven each an object
-        env.update({k: str(v) for k, v in doc.items() if isinstance(k, str)})
-    state = prefix / "conda-meta" / "state"
-    if state.is_file():
-        try:
-            doc = json.loads(state.read_bytes())
-        except ValueError:
-            doc = {}
-        values = doc.get("env_vars") if isinstance(doc, dict) else None
-        if isinstance(values, dict):
-            env.update({k: str(v) for k, v in values.items()})
-    return env
