@@ -19,6 +19,7 @@ from rattler.networking import Client
 
 from envpack import __version__
 from envpack.errors import UsageError
+from envpack.hostcheck import check_virtual_packages
 from envpack.lockfile import find_lock
 from envpack.ocibase import MANIFEST_MEDIA, BaseImage, base_glibc, oci_platform, read_base
 from envpack.ocilayers import Layer, group, write_blob, write_layer
@@ -72,6 +73,8 @@ def build_image(
             )
         elif glibc is None:
             reporter.warn(f"--base {base.name}: no libc.so.6 found in it; glibc not checked")
+        else:  # before any download: a base too old for the packages costs nothing
+            check_virtual_packages(plan.virtual_packages, {"__glibc": glibc})
         folder = work / "pack"
         packed = pack(replace(options, output=folder, directory_only=True, force=False), reporter)
         origins = {
