@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from devtools.rootfs import RootfsError, ensure_binfmt, ensure_rootfs
+from devtools.ociimages import base_image
+from devtools.rootfs import RootfsError
 
 
 def need_tools(*tools: str) -> None:
@@ -36,25 +37,10 @@ def checked(*argv: str | Path) -> str:
 def base_from_rootfs(suite: str, arch: str, work: Path) -> tuple[Path, Path]:
     """A one-layer base image of the cached Debian root: (OCI layout dir, oci-archive tar)."""
     need_tools("umoci", "skopeo")
-    if arch != "amd64":
-        try:
-            ensure_binfmt(arch)
-        except (RootfsError, OSError) as exc:
-            pytest.skip(f"cannot run {arch} binaries here: {exc}")
-    root = ensure_rootfs(suite, arch)
-    layout, bundle = work / f"{suite}-{arch}-layout", work / f"{suite}-{arch}-bundle"
-    checked("umoci", "init", "--layout", layout)
-    checked("umoci", "new", "--image", f"{layout}:base")
-    checked("umoci", "unpack", "--image", f"{layout}:base", bundle)
-    checked("cp", "-a", f"{root}/.", bundle / "rootfs")
-    checked("umoci", "repack", "--image", f"{layout}:base", bundle)
-    shutil.rmtree(bundle)
-    path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    checked("umoci", "config", "--image", f"{layout}:base", "--os", "linux", "--config.env", path)
-    checked("umoci", "config", "--image", f"{layout}:base", "--architecture", arch)
-    archive = work / f"{suite}-{arch}.oci.tar"
-    checked("skopeo", "copy", "-q", f"oci:{layout}:base", f"oci-archive:{archive}:base")
-    return layout, archive
+    try:
+        return base_image(suite, arch, work)
+    except RootfsError as exc:
+        pytest.skip(f"no {suite}/{arch} root to make a base of: {exc}")
 
 
 def inspect(archive: Path, *, config: bool = False) -> dict[str, Any]:
