@@ -252,6 +252,8 @@ def test_base_with_an_older_glibc_is_refused(project: Path, work: Path) -> None:
         (("--directory-only",), "--directory-only"),
         (("--dest-prefix", "app/env"), "--dest-prefix"),
         (("--dest-prefix", "/"), "--dest-prefix"),
+        (("--dest-prefix", "//app"), "--dest-prefix"),
+        (("--dest-prefix", "/app/../etc"), "--dest-prefix"),
         (("--cmd", "'unclosed"), "--cmd"),
         (("--sbom-only",), "--sbom-only"),
     ],

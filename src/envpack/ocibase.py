@@ -144,23 +144,32 @@ def base_glibc(base: BaseImage, platform: str) -> str | None:
     """The glibc version of the base's libc.so.6, or None if none is found.
 
     Upper layers win; symlinks (bullseye's libc.so.6 -> libc-2.31.so, merged-usr's
-    /lib -> usr/lib) are followed within the image, never on this machine.
+    /lib -> usr/lib) are followed within the image, never on this machine. One pass per
+    layer: a base layer is tens of MB of gzip.
     """
     links: dict[str, str] = {}
-    files: dict[str, Path] = {}  # name → the blob of the topmost layer holding it
+    banners: dict[str, str | None] = {}  # every libc*.so* file seen → its glibc version
     for _, blob in base.layers:
-        for member in _members(blob):
-            name = posixpath.normpath(member.name.removeprefix("./"))
-            if member.issym():
-                links[name] = member.linkname
-                files.pop(name, None)
-            elif member.isfile():
-                files[name] = blob
-                links.pop(name, None)
+        try:
+            with (
+                _open_layer(blob) as raw,
+                tarfile.open(fileobj=raw, mode="r|*", bufsize=1 << 20) as tar,
+            ):
+                for member in tar:
+                    name = posixpath.normpath(member.name.removeprefix("./"))
+                    if member.issym():
+                        links[name] = member.linkname
+                        banners.pop(name, None)
+                    elif member.isfile() and posixpath.basename(name).startswith("libc"):
+                        links.pop(name, None)
+                        stream = tar.extractfile(member)
+                        banners[name] = glibc_in_libc(stream.read()) if stream else None
+        except (OSError, tarfile.TarError, EOFError):
+            continue  # an unreadable layer: the check says it found no libc
     for candidate in libc_paths(ARCHES.get(platform, "")):
         resolved = _resolve(candidate.lstrip("/"), links)
-        if resolved in files:
-            return _banner(files[resolved], resolved)
+        if banners.get(resolved):
+            return banners[resolved]
     return None
 
 
@@ -180,26 +189,6 @@ def _resolve(path: str, links: dict[str, str]) -> str:
             current = posixpath.normpath(joined).lstrip("/")
         resolved = current
     return resolved
-
-
-def _members(blob: Path) -> list[tarfile.TarInfo]:
-    try:
-        with _open_layer(blob) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
-            return list(tar)
-    except (OSError, tarfile.TarError, EOFError):
-        return []
-
-
-def _banner(blob: Path, name: str) -> str | None:
-    try:
-        with _open_layer(blob) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
-            for member in tar:
-                if posixpath.normpath(member.name.removeprefix("./")) == name:
-                    stream = tar.extractfile(member)
-                    return glibc_in_libc(stream.read()) if stream is not None else None
-    except (OSError, tarfile.TarError, EOFError):
-        return None
-    return None
 
 
 def _open_layer(blob: Path) -> BinaryIO:

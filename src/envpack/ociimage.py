@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -76,7 +78,8 @@ def build_image(
         else:  # before any download: a base too old for the packages costs nothing
             check_virtual_packages(plan.virtual_packages, {"__glibc": glibc})
         folder = work / "pack"
-        packed = pack(replace(options, output=folder, directory_only=True, force=False), reporter)
+        private = replace(options, output=folder, directory_only=True, force=False)
+        packed = pack(private, reporter, client)
         origins = {
             d.artifact.filename: redact(d.url) for d in plan.downloads if d.artifact.kind == "conda"
         }
@@ -90,8 +93,13 @@ def build_image(
         blobs = work / "blobs"
         blobs.mkdir()
         reporter.info("writing image layers")
-        layers = [write_layer(staged.root, g.files, blobs, g.packages) for g in group(staged.parts)]
-        layers.append(write_layer(staged.root, staged.rest, blobs, ("conda-meta",)))
+        jobs = [
+            *((g.files, g.packages) for g in group(staged.parts)),
+            (staged.rest, ("conda-meta",)),
+        ]
+        # zlib lets go of the GIL: layers compress in parallel; each one's bytes stay the same.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            layers = list(pool.map(lambda j: write_layer(staged.root, j[0], blobs, j[1]), jobs))
         config = _config(staged, image, base, layers)
         config_digest = write_blob(blobs, config)
         manifest = _manifest(config_digest, len(config), base, layers)
@@ -113,7 +121,7 @@ def _check_options(options: PackOptions, image: ImageOptions) -> None:
     if options.output is None:
         raise UsageError("--oci-image needs -o FILE (an OCI archive such as app.oci.tar)")
     dest = image.dest_prefix
-    if not dest.is_absolute() or ".." in dest.parts or len(dest.parts) < 2:
+    if dest.root != "/" or ".." in dest.parts or len(dest.parts) < 2:
         raise UsageError(f"--dest-prefix {dest}: give an absolute path below /, e.g. /app/env")
     if image.base is not None and not (image.base.is_file() or image.base.is_dir()):
         raise UsageError(f"--base {image.base}: no such file or directory")
