@@ -18,7 +18,10 @@ from devtools.ociimages import base_image
 BASE_TAG = "envpack-bench/base:bookworm"
 DOCKER_TAG = "envpack-bench/docker-build:latest"
 OURS_TAG = "envpack-bench/oci-image:latest"
+# The label marks this bench's images, so the first stage's leftovers can be pruned alone.
+LABEL = "dev.envpack.bench=image"
 DOCKERFILE = f"""FROM {BASE_TAG} AS unpack
+LABEL {LABEL}
 COPY envunpack env.tar /tmp/
 RUN /tmp/envunpack /tmp/env.tar -o /app -q
 FROM {BASE_TAG}
@@ -73,6 +76,7 @@ def bench_image(ws: Workspace, runs: int) -> Section:
     for tag in (OURS_TAG, DOCKER_TAG, BASE_TAG):
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(tag, force=True)
+    client.images.prune(filters={"dangling": True, "label": LABEL})
     build_ratio = ratio(times, contestants[0].name, contestants[1].name)
     rows = [[c.name, secs(median(times, c.name))] for c in contestants]
     mb = 1e6
