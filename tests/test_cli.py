@@ -10,7 +10,7 @@ import pytest
 from envpack import __version__
 from envpack.core.cliutil import EXIT_USAGE, run
 from envpack.core.models import Manifest
-from envpack.packer.cli import _default_output, app
+from envpack.packer.cli import app
 from envpack.packer.lockfile import plan_lock
 from envpack.target.receive import read_manifest
 
@@ -71,10 +71,3 @@ def test_contradicting_options_are_a_usage_error(
     (line,) = capsys.readouterr().err.splitlines()
     assert line == "error: --sbom-only writes no archive: drop --create-executable"
     assert list(out.iterdir()) == []
-
-
-def test_default_outputs_follow_pixi_pack() -> None:
-    assert _default_output(False, False, False) == "environment.tar"
-    assert _default_output(False, True, False) == "environment.sh"
-    assert _default_output(False, False, True) == "environment"
-    assert _default_output(True, False, False) == "sbom.cdx.json"

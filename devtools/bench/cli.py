@@ -1,4 +1,4 @@
-"""`scripts/bench pack|unpack|unpacker|selfextract|app|all`: the sections chosen, run, reported."""
+"""`scripts/bench pack|unpack|unpacker|selfextract|app|image|all`: sections chosen and run."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import devtools.bench
 from devtools.bench import baseline
 from devtools.bench.app import bench_app
 from devtools.bench.common import BENCH_VENV, DOCS, say
+from devtools.bench.image import bench_image
 from devtools.bench.measure import sh
 from devtools.bench.pack import bench_pack, bench_sizes
 from devtools.bench.report import render, render_svg
@@ -57,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=devtools.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["pack", "unpack", "unpacker", "selfextract", "app", "all"])
+    parser.add_argument(
+        "what", choices=["pack", "unpack", "unpacker", "selfextract", "app", "image", "all"]
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--env", choices=["bench", "fixture"], default="bench")
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md", help="for `all`")
@@ -87,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen.append(("Self-extracting executable", lambda: bench_selfextract(ws, args.runs)))
         if args.what in ("app", "all"):
             chosen.append(("App file (--entrypoint)", lambda: bench_app(ws, args.runs)))
+        if args.what in ("image", "all"):
+            chosen.append(("Container image (--oci-image)", lambda: bench_image(ws, args.runs)))
         sections = [attempt(title, fn) for title, fn in chosen]
         report = render(sections, ws, args.runs)
     print(report)

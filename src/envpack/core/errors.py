@@ -40,6 +40,10 @@ class IncompatibleTargetError(EnvpackError):
     """The archive was made for another platform or needs a newer glibc."""
 
 
+class ImageError(EnvpackError):
+    """A base image that cannot be read or used, or an image that cannot be built."""
+
+
 class InstallError(EnvpackError):
     """Linking the environment failed."""
 

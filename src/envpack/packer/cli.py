@@ -24,8 +24,8 @@ from envpack.core.cliutil import (
 )
 from envpack.core.cliutil import main as run_main
 from envpack.core.errors import EnvpackError, UsageError
-from envpack.core.layout import SBOM_NAME
 from envpack.core.progress import Reporter, SilentReporter, TqdmReporter
+from envpack.packer import ociopts
 from envpack.packer.cachedir import DEFAULT_HELP
 
 app = new_app()
@@ -153,9 +153,13 @@ def main_command(
             metavar="COMMAND",
             help="With --create-executable: make an app file that installs itself on first "
             "run and then runs COMMAND (a command of the env's bin/, or 'python -m MODULE') "
-            "with its arguments.",
+            "with its arguments. With --oci-image: the image's ENTRYPOINT (shell words).",
         ),
     ] = None,
+    oci_image: ociopts.OciImageFlag = False,
+    dest_prefix: ociopts.DestPrefixOption = ociopts.DEFAULT_DEST,
+    base: ociopts.BaseOption = None,
+    cmd: ociopts.CmdOption = None,
     unpacker: Annotated[
         Path | None,
         typer.Option(
@@ -246,7 +250,7 @@ def main_command(
         mirrors=tuple(parse_mirror(m) for m in mirror or []),
     )
     if output is None:
-        output = _default_output(sbom_only, create_executable, directory_only)
+        output = ociopts.default_output(sbom_only, create_executable, directory_only)
     options = PackOptions(
         manifest_path=manifest,
         output=None if output == "-" or output.startswith("oci://") else Path(output),
@@ -275,9 +279,15 @@ def main_command(
         load_config(network)  # a broken config.toml is worth one line even in a dry run
         print_plan(options, reporter, as_json)
         return
+    if oci_image and not sbom_only:
+        return ociopts.pack_image(
+            options, reporter, dest_prefix, base, cmd, quiet=quiet, as_json=as_json
+        )
+    ociopts.check_not_image(dest_prefix, base, cmd)
     if sbom_only:
-        if create_executable:
-            raise UsageError("--sbom-only writes no archive: drop --create-executable")
+        if create_executable or oci_image:
+            drop = "--create-executable" if create_executable else "--oci-image"
+            raise UsageError(f"--sbom-only writes no archive: drop {drop}")
         data = write_sbom(options, reporter)
         if not quiet and options.output is not None:
             print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)
@@ -286,14 +296,6 @@ def main_command(
         raise EnvpackError("refusing to write an archive to a terminal; redirect stdout")
     result = pack(options, reporter)
     print_result(result, as_json, quiet)
-
-
-def _default_output(sbom_only: bool, create_executable: bool, directory_only: bool) -> str:
-    if sbom_only:  # ours; the others are pixi-pack's
-        return SBOM_NAME
-    if directory_only:
-        return "environment"
-    return "environment.sh" if create_executable else "environment.tar"
 
 
 def main() -> None:

@@ -143,7 +143,7 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     plan, local = _planned(options, reporter)
     unpacker = _unpacker(options, plan.platform)
     app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
-    inputs = _inputs(options, unpacker)
+    inputs = pack_inputs(options, unpacker)
     if options.directory_only:
         check_directory_output(options.output)
     check_output(options.output, inputs, force=options.force and not options.directory_only)
@@ -228,7 +228,7 @@ def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
     if options.registry is not None:
         raise UsageError("--sbom-only writes a file: give -o FILE, not a registry")
     plan = make_plan(options, reporter)
-    check_output(options.output, _inputs(options, None), force=options.force)
+    check_output(options.output, pack_inputs(options, None), force=options.force)
     unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
     if unhashed:
         reporter.warn(
@@ -242,7 +242,7 @@ def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
     return sbom
 
 
-def _inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
+def pack_inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:
     """Every file a pack reads, so that no spelling of -o can overwrite one of them."""
     found: list[tuple[str, Path]] = []
     if options.prefix is None:

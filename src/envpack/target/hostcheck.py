@@ -49,17 +49,27 @@ _GLIBC_BANNER = re.compile(rb"GNU C Library [^\n]*?version (\d+\.\d+)")
 
 def glibc_from_files() -> str | None:
     """The host glibc's version, read from its libc.so.6's banner; None if there is none."""
-    triplet = _TRIPLETS.get(platform.machine(), "")
-    for directory in _LIBC_DIRS:
-        path = Path(directory.format(triplet=triplet)) / "libc.so.6"
+    for path in libc_paths(platform.machine()):
         try:
-            data = path.read_bytes()
+            data = Path(path).read_bytes()
         except OSError:
             continue
-        match = _GLIBC_BANNER.search(data)
-        if match:
-            return match.group(1).decode()
+        found = glibc_in_libc(data)
+        if found:
+            return found
     return None
+
+
+def libc_paths(machine: str) -> list[str]:
+    """Where libc.so.6 may be on a root for `machine` (x86_64, aarch64), in search order."""
+    triplet = _TRIPLETS.get(machine, "")
+    return [str(Path(d.format(triplet=triplet)) / "libc.so.6") for d in _LIBC_DIRS]
+
+
+def glibc_in_libc(data: bytes) -> str | None:
+    """The version in a libc.so.6's "GNU C Library ... version X.Y" banner."""
+    match = _GLIBC_BANNER.search(data)
+    return match.group(1).decode() if match else None
 
 
 def check_platform(wanted: str, host: str) -> None:

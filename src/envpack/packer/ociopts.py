@@ -1,0 +1,115 @@
+"""`envpack --oci-image` options: their typer spelling, and turning them into ImageOptions.
+
+Kept out of cli.py (one module, one job; cli.py stays a list of options and one call).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from envpack.core.errors import UsageError
+from envpack.core.layout import SBOM_NAME
+from envpack.core.progress import Reporter
+
+if TYPE_CHECKING:
+    from envpack.packer.pack import PackOptions
+
+OciImageFlag = Annotated[
+    bool,
+    typer.Option(
+        "--oci-image",
+        help="Write a runnable OCI image archive (for skopeo, podman, docker via skopeo) with "
+        "the env installed at --dest-prefix, one layer per package. No daemon needed.",
+    ),
+]
+DEFAULT_DEST = "/app/env"
+DestPrefixOption = Annotated[
+    str,
+    typer.Option("--dest-prefix", metavar="PATH", help="With --oci-image: the env's path in it."),
+]
+BaseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--base",
+        metavar="REF",
+        help="With --oci-image: the base image, an OCI archive (oci-archive tar) or an OCI "
+        "layout directory; it must have a glibc for conda packages. [default: scratch]",
+    ),
+]
+CmdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cmd",
+        metavar="COMMAND",
+        help="With --oci-image: the image's CMD (shell words). --entrypoint sets its "
+        "ENTRYPOINT. [default: the base's, else the env's python]",
+    ),
+]
+
+
+def default_output(sbom_only: bool, create_executable: bool, directory_only: bool) -> str:
+    """pixi-pack's defaults, and ours for the SBOM."""
+    if sbom_only:
+        return SBOM_NAME
+    if directory_only:
+        return "environment"
+    return "environment.sh" if create_executable else "environment.tar"
+
+
+def pack_image(
+    options: PackOptions,
+    reporter: Reporter,
+    dest_prefix: str,
+    base: Path | None,
+    cmd: str | None,
+    *,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """`--oci-image`: the pack options' --entrypoint names the image's ENTRYPOINT instead."""
+    from envpack.packer.ociimage import ImageOptions, build_image
+
+    image = ImageOptions(
+        dest_prefix=PurePosixPath(dest_prefix),
+        base=base,
+        entrypoint=_words("--entrypoint", options.entrypoint),
+        cmd=_words("--cmd", cmd),
+    )
+    result = build_image(replace(options, entrypoint=None), image, reporter)
+    if as_json:
+        from envpack.packer.packreport import print_result
+
+        print_result(result.pack, as_json=True, quiet=quiet)
+    elif not quiet:
+        print(
+            f"wrote {result.pack.output}: OCI image, {result.layers} env layers on "
+            f"{result.base_layers} base layers, {result.pack.size / 1e6:.1f} MB",
+            file=sys.stderr,
+        )
+
+
+def check_not_image(dest_prefix: str, base: Path | None, cmd: str | None) -> None:
+    """The image's own options mean nothing without --oci-image."""
+    given = [name for name, value in (("--base", base), ("--cmd", cmd)) if value is not None]
+    if dest_prefix != DEFAULT_DEST:
+        given.insert(0, "--dest-prefix")
+    if given:
+        raise UsageError(f"{given[0]} only makes sense with --oci-image")
+
+
+def _words(option: str, text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: {exc}") from None
+    if not words:
+        raise UsageError(f"{option} is empty: give a command")
+    return tuple(words)
