@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from envpack.core.errors import UsageError
@@ -35,12 +33,12 @@ def test_shell_words() -> None:
     ("dest", "base", "cmd", "named"),
     [
         ("/opt/env", None, None, "--dest-prefix"),
-        (DEFAULT_DEST, Path("b.tar"), None, "--base"),
+        (DEFAULT_DEST, "b.tar", None, "--base"),
         (DEFAULT_DEST, None, "x", "--cmd"),
     ],
 )
 def test_image_options_need_oci_image(
-    dest: str, base: Path | None, cmd: str | None, named: str
+    dest: str, base: str | None, cmd: str | None, named: str
 ) -> None:
     with pytest.raises(UsageError, match=f"^{named} only makes sense with --oci-image$"):
         check_not_image(dest, base, cmd)

@@ -21,6 +21,7 @@ from rattler.networking import Client
 
 from envpack import __version__
 from envpack.core.errors import UsageError
+from envpack.core.layout import SBOM_NAME
 from envpack.core.progress import Reporter, SilentReporter
 from envpack.packer.lockfile import find_lock
 from envpack.packer.ocibase import MANIFEST_MEDIA, BaseImage, base_glibc, oci_platform, read_base
@@ -52,6 +53,8 @@ class ImageResult:
     pack: PackResult
     layers: int  # of the env, not counting the base's
     base_layers: int
+    sbom: bytes  # the SBOM in the last layer, for a registry referrer
+    image_manifest: dict[str, object]  # its descriptor (mediaType, digest, size): a subject
 
 
 def build_image(
@@ -78,7 +81,9 @@ def build_image(
         else:  # before any download: a base too old for the packages costs nothing
             check_virtual_packages(plan.virtual_packages, {"__glibc": glibc})
         folder = work / "pack"
-        private = replace(options, output=folder, directory_only=True, force=False)
+        private = replace(
+            options, output=folder, directory_only=True, force=False, registry=None, insecure=False
+        )
         packed = pack(private, reporter, client)
         origins = {
             d.artifact.filename: redact(d.url) for d in plan.downloads if d.artifact.kind == "conda"
@@ -109,8 +114,14 @@ def build_image(
             _write_archive(out, index, blobs, base)
             out.flush()
             digest = out.hexdigest()
+        sbom = (folder / SBOM_NAME).read_bytes()
     result = replace(packed, output=options.output, sha256=digest, size=out.size)
-    return ImageResult(result, len(layers), len(base.layers) if base else 0)
+    descriptor = {
+        "mediaType": MANIFEST_MEDIA,
+        "digest": f"sha256:{manifest_digest}",
+        "size": len(manifest),
+    }
+    return ImageResult(result, len(layers), len(base.layers) if base else 0, sbom, descriptor)
 
 
 def _check_options(options: PackOptions, image: ImageOptions) -> None:

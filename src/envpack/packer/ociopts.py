@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -34,12 +34,13 @@ DestPrefixOption = Annotated[
     typer.Option("--dest-prefix", metavar="PATH", help="With --oci-image: the env's path in it."),
 ]
 BaseOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--base",
         metavar="REF",
-        help="With --oci-image: the base image, an OCI archive (oci-archive tar) or an OCI "
-        "layout directory; it must have a glibc for conda packages. [default: scratch]",
+        help="With --oci-image: the base image, an OCI archive (oci-archive tar), an OCI "
+        "layout directory or oci://HOST/REPO:TAG in a registry; it must have a glibc for "
+        "conda packages. [default: scratch]",
     ),
 ]
 CmdOption = Annotated[
@@ -66,35 +67,43 @@ def pack_image(
     options: PackOptions,
     reporter: Reporter,
     dest_prefix: str,
-    base: Path | None,
+    base: str | None,
     cmd: str | None,
     *,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """`--oci-image`: the pack options' --entrypoint names the image's ENTRYPOINT instead."""
-    from envpack.packer.ociimage import ImageOptions, build_image
+    from envpack.packer.ociimage import ImageOptions
+    from envpack.packer.ociship import ship_image
 
     image = ImageOptions(
         dest_prefix=PurePosixPath(dest_prefix),
-        base=base,
         entrypoint=_words("--entrypoint", options.entrypoint),
         cmd=_words("--cmd", cmd),
     )
-    result = build_image(replace(options, entrypoint=None), image, reporter)
+    shipped = ship_image(replace(options, entrypoint=None), image, base, reporter)
+    result = shipped.image
     if as_json:
         from envpack.packer.packreport import print_result
 
         print_result(result.pack, as_json=True, quiet=quiet)
     elif not quiet:
+        pushed = result.pack.pushed
+        where = (
+            f"pushed {pushed.ref}@sha256:{result.pack.sha256}"
+            if pushed
+            else (f"wrote {result.pack.output}")
+        )
         print(
-            f"wrote {result.pack.output}: OCI image, {result.layers} env layers on "
-            f"{result.base_layers} base layers, {result.pack.size / 1e6:.1f} MB",
+            f"{where}: OCI image, {result.layers} env layers on {result.base_layers} base "
+            f"layers, {result.pack.size / 1e6:.1f} MB"
+            + (f"; its SBOM is the referrer {shipped.referrer}" if shipped.referrer else ""),
             file=sys.stderr,
         )
 
 
-def check_not_image(dest_prefix: str, base: Path | None, cmd: str | None) -> None:
+def check_not_image(dest_prefix: str, base: str | None, cmd: str | None) -> None:
     """The image's own options mean nothing without --oci-image."""
     given = [name for name, value in (("--base", base), ("--cmd", cmd)) if value is not None]
     if dest_prefix != DEFAULT_DEST:

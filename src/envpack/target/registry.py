@@ -193,6 +193,16 @@ class Registry:
             raise RegistryError(f"{self.where}: the manifest does not match its digest")
         return response.headers.get("Content-Type", "").split(";")[0], data
 
+    def find_manifest(self, reference: str, accept: tuple[str, ...]) -> tuple[str, bytes] | None:
+        """Like get_manifest, with None for a tag that does not exist (yet)."""
+        with self.errors("fetching the manifest from"):
+            response = self._oras.do_request(
+                self._url("manifests", reference), "HEAD", headers={"Accept": ", ".join(accept)}
+            )
+        if response.status_code == 404:
+            return None
+        return self.get_manifest(reference, accept)
+
     def put_manifest(self, data: bytes, media: str, tag: str) -> str:
         """PUT the exact bytes (not re-serialised: the digest is theirs); returns the digest."""
         with self.errors("pushing the manifest to"):

@@ -1,0 +1,59 @@
+"""`--oci-image` with a registry on either side: a `--base` pulled from one, `-o oci://` to one.
+
+The image is always built as an OCI archive first, a file the user named or a temporary one,
+so a push sends exactly the bytes a file would hold; its SBOM then follows as a referrer.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from envpack.core.ociref import parse_ref
+from envpack.core.progress import Reporter
+from envpack.packer.ocibase import oci_platform
+from envpack.packer.ociimage import ImageOptions, ImageResult, build_image
+from envpack.packer.ocipush import push_layout
+from envpack.packer.ocisbom import push_sbom_referrer
+from envpack.packer.pack import PackOptions
+from envpack.target.hostcheck import host_platform
+from envpack.target.ocipull import pull_to_layout
+from envpack.target.registry import Registry
+
+
+@dataclass(frozen=True)
+class Shipped:
+    image: ImageResult
+    referrer: str | None  # the SBOM referrer's manifest digest, for a push
+
+
+def ship_image(
+    options: PackOptions, image: ImageOptions, base: str | None, reporter: Reporter
+) -> Shipped:
+    """Build the image (on a base from a file, a layout or a registry); push it if asked."""
+    with tempfile.TemporaryDirectory(prefix="envpack-image-") as tmp:
+        work = Path(tmp)
+        if base is not None and base.startswith("oci://"):
+            os_name, arch, _ = oci_platform(options.platform or host_platform())
+            pull_to_layout(
+                base,
+                work / "base",
+                platform=f"{os_name}/{arch}",
+                insecure=options.insecure,
+                reporter=reporter,
+            )
+            image = replace(image, base=work / "base")
+        elif base is not None:
+            image = replace(image, base=Path(base))
+        if options.registry is None:
+            return Shipped(build_image(options, image, reporter), None)
+        ref = parse_ref(options.registry)
+        archive = work / "image.oci.tar"
+        local = replace(options, output=archive, registry=None, insecure=False, force=True)
+        built = build_image(local, image, reporter)
+        pushed = push_layout(archive, ref, insecure=options.insecure, reporter=reporter)
+        registry = Registry(ref, insecure=options.insecure, reporter=reporter)
+        referrer = push_sbom_referrer(registry, built.image_manifest, built.sbom)
+    pack = replace(built.pack, output=None, sha256=pushed.digest.removeprefix("sha256:"))
+    return Shipped(replace(built, pack=replace(pack, pushed=pushed)), referrer)

@@ -1,0 +1,173 @@
+"""`envpack --oci-image` with registries: a `--base` pulled from one, `-o oci://` pushed to one,
+and the image's SBOM as its OCI referrer (envpack.packer.ociship and ocisbom), against a real
+docker-registry on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.fixtures.channel import FixtureChannel, lock_for
+from envpack.core.ociref import INDEX_TYPE, TITLE, parse_ref
+from envpack.core.progress import SilentReporter
+from envpack.packer.ocipush import push_layout
+from envpack.packer.ocisbom import EMPTY_MEDIA, SBOM_MEDIA
+from envpack.target.ocipull import pull_to_layout
+from tests.clirun import assert_one_error_line, run_cli
+from tests.ocifixtures import registry
+from tests.ocirun import base_from_rootfs, run_bundle
+from tests.registries import PlainRegistry
+
+__all__ = ["registry"]  # a fixture, used by name
+
+
+def skopeo_raw(registry: PlainRegistry, ref: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/{ref}"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def _pushed_digest(said: str, ref: str) -> str:
+    found = re.search(rf"pushed oci://{re.escape(ref)}@(sha256:[0-9a-f]{{64}})", said)
+    assert found, said
+    return found[1]
+
+
+@pytest.fixture(scope="module")
+def project(
+    tmp_path_factory: pytest.TempPathFactory, fixture_channel: FixtureChannel, channel_url: str
+) -> Path:
+    base = tmp_path_factory.mktemp("ship")
+    return lock_for(fixture_channel.lock_v6, channel_url, base / "p").parent
+
+
+@pytest.fixture(scope="module")
+def pushed_image(
+    project: Path, registry: PlainRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str]:
+    """The bookworm base pushed to the registry, then the image built on it from there and
+    pushed: (the envpack run's stderr, the image's reference)."""
+    work = tmp_path_factory.mktemp("ship-work")
+    layout, _ = base_from_rootfs("bookworm", "amd64", work / "bases")
+    push_layout(
+        layout,
+        parse_ref(f"oci://{registry.host}/base/bookworm:12"),
+        insecure=True,
+        reporter=SilentReporter(),
+    )
+    ref = f"{registry.host}/apps/fixture:1"
+    result = run_cli(
+        "envpack",
+        project,
+        "--oci-image",
+        "--base",
+        f"oci://{registry.host}/base/bookworm:12",
+        "-o",
+        f"oci://{ref}",
+        "--insecure",
+        "--cache",
+        work / "cache",
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stderr.decode(), ref
+
+
+def test_the_pushed_image_runs_after_a_pull(
+    pushed_image: tuple[str, str], registry: PlainRegistry, tmp_path: Path
+) -> None:
+    said, ref = pushed_image
+    assert f"pushed oci://{ref}@sha256:" in said
+    layout = tmp_path / "layout"
+    pull_to_layout(f"oci://{ref}", layout, insecure=True, reporter=SilentReporter())
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    ran = run_bundle(bundle, "python", "-c", "import ssl, sqlite3; print('ok')")
+    assert ran.stdout.strip() == "ok", ran
+
+
+def test_the_sbom_is_a_referrer_of_the_image(
+    pushed_image: tuple[str, str], registry: PlainRegistry, tmp_path: Path
+) -> None:
+    said, ref = pushed_image
+    image = skopeo_raw(registry, "apps/fixture:1")
+    digest = _pushed_digest(said, ref)
+    assert image["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    # The referrers tag schema (distribution 2.8 has no referrers API): an index of them.
+    index = skopeo_raw(registry, f"apps/fixture:{digest.replace(':', '-')}")
+    assert index["mediaType"] == INDEX_TYPE
+    (entry,) = index["manifests"]
+    assert entry["artifactType"] == SBOM_MEDIA
+    referrer = skopeo_raw(registry, f"apps/fixture@{entry['digest']}")
+    assert referrer["subject"]["digest"] == digest
+    assert referrer["config"]["mediaType"] == EMPTY_MEDIA
+    (layer,) = referrer["layers"]
+    assert (layer["mediaType"], layer["annotations"][TITLE]) == (SBOM_MEDIA, "sbom.cdx.json")
+    # The referrer's SBOM is byte for byte the one in the image's last layer.
+    sbom = registry.blob_file(layer["digest"]).read_bytes()
+    layout = tmp_path / "layout"
+    pull_to_layout(f"oci://{ref}", layout, insecure=True, reporter=SilentReporter())
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    assert (bundle / "rootfs" / "app" / "sbom.cdx.json").read_bytes() == sbom
+    assert json.loads(sbom)["bomFormat"] == "CycloneDX"
+
+
+def test_pushing_the_same_image_again_sends_no_blob_and_keeps_one_referrer(
+    pushed_image: tuple[str, str], project: Path, registry: PlainRegistry, tmp_path: Path
+) -> None:
+    said, ref = pushed_image
+    before = len(registry.access())
+    result = run_cli(
+        "envpack",
+        project,
+        "--oci-image",
+        "--base",
+        f"oci://{registry.host}/base/bookworm:12",
+        "-o",
+        f"oci://{ref}",
+        "--insecure",
+        "--cache",
+        tmp_path / "cache",
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    first = _pushed_digest(said, ref)
+    assert _pushed_digest(result.stderr.decode(), ref) == first  # the same image digest
+    uploads = [a for a in registry.access()[before:] if a.method in ("POST", "PATCH")]
+    assert uploads == []
+    index = skopeo_raw(registry, f"apps/fixture:{first.replace(':', '-')}")
+    assert len(index["manifests"]) == 1
+
+
+def test_a_missing_base_tag_is_one_line(
+    project: Path, registry: PlainRegistry, tmp_path: Path
+) -> None:
+    out = tmp_path / "app.oci.tar"
+    result = run_cli(
+        "envpack",
+        project,
+        "--oci-image",
+        "--base",
+        f"oci://{registry.host}/base/bookworm:nope",
+        "-o",
+        out,
+        "--insecure",
+    )
+    assert_one_error_line(result, "nope")
+    assert not out.exists()
