@@ -15,6 +15,7 @@ from devtools.httpserver import serve_directory
 from tests.clirun import run_cli
 from tests.containers.harness import backend_problem
 from tests.ocirun import base_from_rootfs, checked, need_tools
+from tests.registries import plain_registry
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 TAG = "envpack-test/oci-image"
@@ -76,3 +77,28 @@ def test_image_runs_in_docker(
         assert (code, out) == (0, "from-env-vars-d\n")
     finally:
         client.images.remove(ref, force=True)
+
+
+def test_pushed_image_docker_pulls_and_runs(
+    client: docker.DockerClient, fixture_channel: FixtureChannel, tmp_path: Path
+) -> None:
+    """`-o oci://` to a real registry on 127.0.0.1 (which Docker trusts over plain HTTP),
+    then `docker pull` and run: the path a fleet takes."""
+    _, base = base_from_rootfs("bookworm", "amd64", tmp_path / "base")
+    with (
+        plain_registry(tmp_path / "registry", auth=False) as reg,
+        serve_directory(fixture_channel.root) as url,
+    ):
+        project = lock_for(fixture_channel.lock_v6, url, tmp_path / "project").parent
+        ref = f"{reg.host}/envpack-test/pushed:1"
+        result = run_cli(
+            *("envpack", project, "--oci-image", "--base", base, "-o", f"oci://{ref}"),
+            *("--insecure", "--cache", tmp_path / "cache", "-q"),
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        client.images.pull(ref)
+        try:
+            code, out = _run(client, ref, "python", "-c", "import ssl, sqlite3; print('ok')")
+            assert (code, out) == (0, "ok\n")
+        finally:
+            client.images.remove(ref, force=True)
