@@ -23,7 +23,7 @@ from envpack.core.cliutil import (
     version_option,
 )
 from envpack.core.cliutil import main as run_main
-from envpack.core.errors import EnvpackError, UsageError
+from envpack.core.errors import EnvpackError
 from envpack.core.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.packer import ociopts
 from envpack.packer.cachedir import DEFAULT_HELP
@@ -239,8 +239,8 @@ def main_command(
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
     from envpack.packer.fetch import FetchOptions
     from envpack.packer.netconfig import NetworkOptions, load_config, parse_mirror
-    from envpack.packer.pack import PackOptions, pack, write_sbom
-    from envpack.packer.packreport import print_plan, print_result
+    from envpack.packer.pack import PackOptions, pack
+    from envpack.packer.packreport import print_plan, print_result, write_sbom_only
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     network = NetworkOptions(
@@ -285,13 +285,7 @@ def main_command(
         )
     ociopts.check_not_image(dest_prefix, base, cmd)
     if sbom_only:
-        if create_executable or oci_image:
-            drop = "--create-executable" if create_executable else "--oci-image"
-            raise UsageError(f"--sbom-only writes no archive: drop {drop}")
-        data = write_sbom(options, reporter)
-        if not quiet and options.output is not None:
-            print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)
-        return
+        return write_sbom_only(options, reporter, quiet, create_executable, oci_image)
     if options.output is None and options.registry is None and sys.stdout.isatty():
         raise EnvpackError("refusing to write an archive to a terminal; redirect stdout")
     result = pack(options, reporter)

@@ -6,10 +6,11 @@ import sys
 
 import typer
 
+from envpack.core.errors import UsageError
 from envpack.core.jsonout import document
 from envpack.core.progress import Reporter
 from envpack.core.textout import columns
-from envpack.packer.pack import PackOptions, PackResult, make_plan
+from envpack.packer.pack import PackOptions, PackResult, make_plan, write_sbom
 
 
 def print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:
@@ -68,3 +69,16 @@ def print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
             f"({result.size / 1e6:.1f} MB, sha256 {result.sha256})",
             file=sys.stderr,
         )
+
+
+def write_sbom_only(
+    options: PackOptions, reporter: Reporter, quiet: bool, create_executable: bool, image: bool
+) -> None:
+    """`--sbom-only`: the SBOM of what would be packed, and one line saying where it went."""
+
+    if create_executable or image:
+        drop = "--create-executable" if create_executable else "--oci-image"
+        raise UsageError(f"--sbom-only writes no archive: drop {drop}")
+    data = write_sbom(options, reporter)
+    if not quiet and options.output is not None:
+        print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)
