@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from envpack.core.manifest import artifact_to_json
 from envpack.core.progress import SilentReporter
 from envpack.packer.pack import PackOptions, PackResult, make_plan, pack
 from envpack.packer.packreport import print_plan, print_result, write_sbom_only
+from tests.ocifixtures import registry
+from tests.registries import PlainRegistry
+
+__all__ = ["registry"]  # a fixture, used by name
 
 # docs/json.md: the keys every document has, and the ones each command adds.
 COMMON = {"command", "platform", "environment", "artifacts", "total_size"}
@@ -170,4 +175,37 @@ def test_sbom_only_with_an_archive_flag_is_a_usage_error(
         )
     assert str(caught.value) == f"--sbom-only writes no archive: drop {flag}"
     assert not out.exists()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_push_reports_its_reference_and_traffic(
+    options: PackOptions, registry: PlainRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = f"oci://{registry.host}/report/env:1"
+    pushed = pack(replace(options, registry=ref, insecure=True), SilentReporter())
+    assert pushed.pushed is not None
+    sent = pushed.pushed.traffic
+    assert sent.blobs_uploaded == len(registry.uploads()) > 0
+    print_result(pushed, as_json=False, quiet=False)
+    assert capsys.readouterr() == (
+        "",
+        f"pushed {len(pushed.manifest.artifacts)} artifacts to {ref}@sha256:{pushed.sha256} "
+        f"({sent.blobs_uploaded} blobs sent, {sent.uploaded / 1e6:.1f} MB; 0 already there)\n",
+    )
+    print_result(pushed, as_json=True, quiet=False)
+    out, err = capsys.readouterr()
+    doc = _document(out, "pack")
+    assert (doc["output"], doc["sha256"], doc["size"]) == (ref, pushed.sha256, pushed.size)
+    assert err == ""
+    # The manifest the registry serves under the tag is the one reported, and the size is
+    # that of the blobs it names (docs/json.md).
+    served = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref[6:]}"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert hashlib.sha256(served).hexdigest() == pushed.sha256
+    manifest = json.loads(served)
+    assert pushed.size == sum(d["size"] for d in [manifest["config"], *manifest["layers"]])
+    print_result(pushed, as_json=False, quiet=True)
     assert capsys.readouterr() == ("", "")
