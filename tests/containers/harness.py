@@ -66,11 +66,14 @@ class Target(Protocol):
         *,
         files: Mapping[str, Path] = _NO_FILES,
         timeout: float = 600,
+        network: bool = False,
     ) -> RunResult:
         """Run `script` with /bin/sh -c, or an argv list directly, in a fresh target.
 
         `files` maps absolute paths inside the target to host files or directories, which
-        are copied there first with their modes (executable bits included).
+        are copied there first with their modes (executable bits included). Without
+        `network` the target has none; with it, it shares this host's, so it reaches
+        servers the test started on 127.0.0.1.
         """
         ...
 
@@ -217,12 +220,13 @@ class DockerTarget:
         *,
         files: Mapping[str, Path] = _NO_FILES,
         timeout: float = 600,
+        network: bool = False,
     ) -> RunResult:
         container = self.client.containers.create(
             self.image,
             command=_command(script),
             environment=dict(CLEAN_ENV),
-            network_mode="none",
+            network_mode="host" if network else "none",
             platform=f"linux/{self.arch}",
             working_dir="/",
         )
@@ -432,6 +436,7 @@ class BwrapTarget:
         *,
         files: Mapping[str, Path] = _NO_FILES,
         timeout: float = 600,
+        network: bool = False,
     ) -> RunResult:
         with tempfile.TemporaryDirectory(prefix="envpack-bwrap-") as scratch:
             layer = Path(scratch) / "upper"
@@ -456,12 +461,15 @@ class BwrapTarget:
                 prefix, root = [], layer
             for dest, source in files.items():
                 _copy_into(self.root, layer, dest, source)
-            return self._bwrap([*prefix, *self._sandbox(root)], _command(script), timeout)
+            sandbox = self._sandbox(root, network)
+            return self._bwrap([*prefix, *sandbox], _command(script), timeout)
 
     @staticmethod
-    def _sandbox(root: Path) -> list[str]:
+    def _sandbox(root: Path, network: bool) -> list[str]:
         argv = ["bwrap", "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc"]
         argv += ["--unshare-all", "--die-with-parent", "--clearenv", "--chdir", "/"]
+        if network:
+            argv.append("--share-net")
         for name, value in CLEAN_ENV.items():
             argv += ["--setenv", name, value]
         return argv
