@@ -63,6 +63,11 @@ def records(got: Received, staging: Path) -> list[rattler.RepoDataRecord]:
     return chosen
 
 
+def cache_key(record: rattler.RepoDataRecord) -> str:
+    """The directory rattler's package cache looks for this record's package in."""
+    return f"{record.name.normalized}-{record.version}-{record.build}"
+
+
 class _LinkProgress(rattler.InstallerReporter):
     """rattler's installer callbacks (from its own threads) driving a package-count bar."""
 

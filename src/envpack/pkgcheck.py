@@ -37,6 +37,22 @@ def package_entries(package: Path) -> list[Entry]:
     return [Entry(str(e.relative_path), bool(e.path_type.softlink)) for e in paths.paths]
 
 
+def extracted_entries(directory: Path, member: str) -> list[Entry]:
+    """The same list, read from a package already extracted to `directory`."""
+    try:
+        paths = rattler.PathsJson.from_package_directory(directory)
+    except Exception:  # noqa: BLE001 - as above: missing or broken
+        files = directory / "info" / "files"
+        if not member.endswith(".tar.bz2") or not files.is_file():
+            raise InstallError(
+                f"{member.rsplit('/', 1)[-1]}: cannot read its file list "
+                "(neither info/paths.json nor info/files)"
+            ) from None
+        lines = files.read_bytes().decode("utf-8", "replace").splitlines()
+        return [Entry(line.strip(), False) for line in lines if line.strip()]
+    return [Entry(str(e.relative_path), bool(e.path_type.softlink)) for e in paths.paths]
+
+
 def _legacy_entries(package: Path) -> list[Entry]:
     # Packages from before paths.json (conda < 4.3) list their files in info/files.
     if not package.name.endswith(".tar.bz2"):

@@ -15,11 +15,12 @@ from typing import BinaryIO
 
 from envpack.activation import SHELLS, activation_scripts, check_env_vars, script_names
 from envpack.errors import OutputError, UsageError, output_error
-from envpack.install import check_wheels, compile_env, link, records, write_history
+from envpack.extract import Extractor, place
+from envpack.install import cache_key, check_wheels, compile_env, link, records, write_history
 from envpack.interrupt import uninterruptible
 from envpack.layout import SBOM_NAME
 from envpack.models import Manifest
-from envpack.pkgcheck import check_entries, check_symlinks, package_entries
+from envpack.pkgcheck import check_entries, check_symlinks, extracted_entries
 from envpack.progress import Reporter
 from envpack.receive import Reader, Received, read_manifest
 from envpack.sbomread import is_our_sbom, write_copy
@@ -32,6 +33,7 @@ from envpack.staging import (
 )
 from envpack.wheels import install_wheels
 
+_PIXI_PACK_BUDGET = 16 << 20
 _ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _NO_SUCH_SCRIPT = {
     "cmd": "cmd.exe scripts only run on Windows and this environment is for Linux",
@@ -142,19 +144,25 @@ def _platform(got: Received) -> str:
 def _unpack_into(
     reader: Reader, options: UnpackOptions, reporter: Reporter, staging: Path, target: Path
 ) -> UnpackResult:
-    got = reader.rest(staging, reporter)
+    cache = staging / "pkgs"
+    with Extractor(staging / "extracting", _staging_budget(reader.got)) as extractor:
+        got = reader.rest(staging, reporter, extractor)
+        dirs = extractor.finish()
     platform = _platform(got)
     chosen = records(got, staging)
     python = check_wheels(got, chosen, platform)
+    # records() returns one record per package, in the packages' sorted order.
+    keys = {path: cache_key(r) for path, r in zip(sorted(got.packages), chosen, strict=True)}
+    # Every package under the name rattler's cache gives its record: install then only links.
+    place(dirs, keys, cache)
     # Before linking: rattler follows paths.json blindly, so hostile lists never reach it.
     owners = check_entries(
-        (path.rsplit("/", 1)[-1], package_entries(file))
-        for path, (file, _) in sorted(got.packages.items())
-        if file is not None
+        (path.rsplit("/", 1)[-1], extracted_entries(cache / key, path))
+        for path, key in sorted(keys.items())
     )
     prefix = staging / "prefix"
     reporter.info(f"installing {len(chosen)} packages into {target}")
-    link(chosen, prefix, target, staging / "pkgs", platform, options.execute_link_scripts, reporter)
+    link(chosen, prefix, target, cache, platform, options.execute_link_scripts, reporter)
     if python is not None:
         reporter.info(f"installing {len(got.wheels)} PyPI wheels")
         wheels = {name: path for name, path in got.wheels.items() if path is not None}
@@ -169,6 +177,16 @@ def _unpack_into(
         scripts = _write_scripts(target, options.shell, platform)
         sbom = write_copy(target.parent, got.sbom)
     return UnpackResult(target, scripts, platform, got.manifest, len(chosen), len(got.wheels), sbom)
+
+
+def _staging_budget(got: Received) -> int:
+    """How many bytes of package archives may sit staged at once, waiting for extraction.
+
+    A tenth of the packages keeps the peak extra disk well under their size; the rest are
+    piped straight into extraction. A pixi-pack archive does not say its size up front.
+    """
+    total = got.flavour.total
+    return total // 10 if total is not None else _PIXI_PACK_BUDGET
 
 
 def _move_into_place(prefix: Path, target: Path, staging: Path) -> None:

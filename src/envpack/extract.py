@@ -1,0 +1,202 @@
+"""Extracting each conda package while the archive is still being read, in rattler's cache layout.
+
+rattler's `extract` holds the GIL for a whole package, so a thread would stall the reader:
+each package is extracted by a forked child instead. A member is piped straight into its
+child (nothing staged, so the extra disk stays a fraction of the packages' size) or, when
+it fits the staging budget, written to a file first, so that a second child can extract it
+while the reader moves on. The reader hashes every byte it passes on; a wrong digest is
+refused before anything links the package, and `rattler.install` then only links.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from rattler.package_streaming import extract
+
+from envpack.errors import ArchiveError, InstallError
+from envpack.hashing import Readable, hash_stream
+
+_ERROR = "error.txt"
+_PIPE_SIZE = 1 << 20  # Linux's default cap for an unprivileged pipe; fewer wake-ups than 64 KiB
+_PROC_FD = Path("/proc/self/fd")
+
+
+@dataclass
+class _Job:
+    name: str
+    work: Path
+    source: Path  # the staged archive, or the name of the pipe; removed when reaped
+    staged: int  # bytes it holds on disk until then
+
+
+class Extractor:
+    """Hands each package to a child that extracts it under `root`; `finish()` waits for all.
+
+    Used as a context manager: leaving it by an exception kills and reaps every child, so no
+    extraction outlives the staging dir it writes into.
+    """
+
+    def __init__(self, root: Path, budget: int, workers: int | None = None) -> None:
+        self._root = root
+        self._budget = budget  # bytes of archives that may sit staged at once
+        self._workers = workers or max(1, min(4, len(os.sched_getaffinity(0))))
+        self._jobs: dict[int, _Job] = {}
+        self._staged = 0
+        self._failures: list[str] = []
+        # Without /proc (a truly bare chroot) a pipe has no path rattler could open.
+        self._can_pipe = _PROC_FD.is_dir()
+        self.dirs: dict[str, Path] = {}
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is not None:
+            self.abort()
+
+    def feed(self, name: str, size: int, stream: Readable, each: Callable[[bytes], object]) -> str:
+        """Extract member `name` (a .conda or .tar.bz2) from `stream`; return its sha256."""
+        work = self._root / str(len(self.dirs))
+        work.mkdir(parents=True)
+        self.dirs[name] = work / "pkg"
+        file_name = name.rsplit("/", 1)[-1]  # rattler tells the format by the extension
+        if size <= self._budget - self._staged or not self._can_pipe:
+            return self._staged_feed(name, size, stream, each, work, work / file_name)
+        return self._piped_feed(name, size, stream, each, work, work / file_name)
+
+    def _staged_feed(
+        self,
+        name: str,
+        size: int,
+        stream: Readable,
+        each: Callable[[bytes], object],
+        work: Path,
+        path: Path,
+    ) -> str:
+        with path.open("xb") as out:
+
+            def store(chunk: bytes) -> None:
+                out.write(chunk)
+                each(chunk)
+
+            digest = hash_stream(stream, each=store).sha256
+        self._wait_for_slot()
+        self._staged += size
+        self._spawn(_Job(name, work, path, size), path)
+        return digest
+
+    def _piped_feed(
+        self,
+        name: str,
+        size: int,
+        stream: Readable,
+        each: Callable[[bytes], object],
+        work: Path,
+        path: Path,
+    ) -> str:
+        read_end, write_end = os.pipe()
+        with suppress(OSError):  # a smaller pipe only means more wake-ups
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        # The child opens the pipe by this name: its own fd, reached through /proc/self.
+        path.symlink_to(_PROC_FD / str(read_end))
+        self._wait_for_slot()
+        try:
+            self._spawn(_Job(name, work, path, 0), path, close_in_child=write_end)
+        finally:
+            os.close(read_end)
+        broken = False
+
+        def send(chunk: bytes) -> None:
+            nonlocal broken
+            view = memoryview(chunk)
+            while view and not broken:
+                try:
+                    view = view[os.write(write_end, view) :]
+                except BrokenPipeError:
+                    broken = True  # the child gave up; its error is read when it is reaped
+            each(chunk)
+
+        try:
+            # Hashed to the end even if the child stopped reading: the digest covers it all.
+            return hash_stream(stream, each=send).sha256
+        finally:
+            os.close(write_end)
+
+    def _spawn(self, job: _Job, source: Path, close_in_child: int | None = None) -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
+            _child(source, job.work / "pkg", job.work / _ERROR, close_in_child)
+        self._jobs[pid] = job
+
+    def _wait_for_slot(self) -> None:
+        while len(self._jobs) >= self._workers:
+            self._reap_oldest()
+
+    def _reap_oldest(self) -> None:
+        # By pid, never os.wait(): that could reap a child some other code is waiting for.
+        pid = next(iter(self._jobs))
+        self._reap(os.waitpid(pid, 0))
+
+    def _reap(self, waited: tuple[int, int]) -> None:
+        pid, status = waited
+        job = self._jobs.pop(pid, None)
+        if job is None:
+            return
+        job.source.unlink(missing_ok=True)  # extracted: the archive's bytes are not needed
+        self._staged -= job.staged
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            error = job.work / _ERROR
+            text = error.read_text(errors="replace") if error.is_file() else ""
+            # rattler quotes raw tar headers in some errors: NULs and newlines, one line here.
+            text = re.sub(r"[\x00-\x1f\s]+", " ", text).strip()
+            self._failures.append(f"{job.name}: {text or f'extraction failed ({status})'}")
+
+    def finish(self) -> dict[str, Path]:
+        """Wait for every child; member name → its extracted package directory."""
+        while self._jobs:
+            self._reap_oldest()
+        if self._failures:
+            raise InstallError(f"could not extract {self._failures[0]}")
+        return self.dirs
+
+    def abort(self) -> None:
+        for pid in self._jobs:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # only our own children, by pid
+        while self._jobs:
+            try:
+                self._reap_oldest()
+            except ChildProcessError:
+                self._jobs.pop(next(iter(self._jobs)))
+
+
+def _child(source: Path, dest: Path, error: Path, close: int | None) -> None:  # pragma: no cover
+    code = 1
+    try:
+        if close is not None:
+            os.close(close)  # else this child would hold its own pipe open and never see EOF
+        extract(source, dest)
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - everything goes to the parent as text
+        with suppress(BaseException):  # the exit code says it failed even if this cannot
+            error.write_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+    finally:
+        os._exit(code)
+
+
+def place(dirs: dict[str, Path], keys: dict[str, str], cache: Path) -> None:
+    """Move each extracted package to the name rattler's cache gives its record."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for member, key in sorted(keys.items()):
+        target = cache / key
+        if target.exists():
+            raise ArchiveError(f"{member}: a second package for {key} in the archive")
+        dirs[member].rename(target)
