@@ -9,6 +9,7 @@ import asyncio
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rattler
 
@@ -17,7 +18,9 @@ from envpack.hostcheck import host_virtual_packages
 from envpack.layout import CHANNEL_DIR
 from envpack.progress import Bar, Reporter
 from envpack.receive import Received
-from envpack.wheeltags import PythonInfo, check_wheels_compatible, python_info
+
+if TYPE_CHECKING:
+    from envpack.wheeltags import PythonInfo
 
 
 def check_wheels(
@@ -26,6 +29,9 @@ def check_wheels(
     """Before anything is linked: the wheels need a python and must fit it and this host."""
     if not got.wheels:
         return None
+    # Only archives with wheels need packaging's tag rules: a conda-only unpack skips them.
+    from envpack.wheeltags import check_wheels_compatible, python_info
+
     python = python_info(records)
     glibc = host_virtual_packages().get("__glibc")
     check_wheels_compatible([Path(m).name for m in got.wheels], python, platform, glibc)

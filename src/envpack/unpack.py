@@ -31,7 +31,6 @@ from envpack.staging import (
     remove_created,
     staging_dir,
 )
-from envpack.wheels import install_wheels
 
 _PIXI_PACK_BUDGET = 16 << 20
 _ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -164,6 +163,9 @@ def _unpack_into(
     reporter.info(f"installing {len(chosen)} packages into {target}")
     link(chosen, prefix, target, cache, platform, options.execute_link_scripts, reporter)
     if python is not None:
+        # pypa installer (and the email package under it) only for archives with wheels.
+        from envpack.wheels import install_wheels
+
         reporter.info(f"installing {len(got.wheels)} PyPI wheels")
         wheels = {name: path for name, path in got.wheels.items() if path is not None}
         install_wheels(prefix, target, wheels, python, reporter)
