@@ -44,12 +44,22 @@ def _feed_all(ex: Extractor, files: list[Path]) -> dict[str, str]:
     return digests
 
 
-@pytest.mark.parametrize("budget", [0, 1 << 40], ids=["piped", "staged"])
+# (in RAM, budget): piped (nothing fits), staged in a memfd, staged on disk.
+MODES = [(True, 0), (True, 1 << 40), (False, 1 << 40)]
+MODE_IDS = ["piped", "memory", "disk"]
+
+
+def _extractor(root: Path, mode: tuple[bool, int], **kwargs: int) -> Extractor:
+    in_memory, budget = mode
+    return Extractor(root, budget, memory_budget=budget, in_memory=in_memory, **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
 def test_same_tree_and_digest_as_rattlers_extract(
-    fixture_channel: FixtureChannel, tmp_path: Path, budget: int
+    fixture_channel: FixtureChannel, tmp_path: Path, mode: tuple[bool, int]
 ) -> None:
     files = _packages(fixture_channel)
-    with Extractor(tmp_path / "x", budget) as ex:
+    with _extractor(tmp_path / "x", mode) as ex:
         digests = _feed_all(ex, files)
         dirs = ex.finish()
     for path in files:
@@ -64,7 +74,8 @@ def test_same_tree_and_digest_as_rattlers_extract(
 
 def test_nothing_is_staged_past_the_budget(fixture_channel: FixtureChannel, tmp_path: Path) -> None:
     python = next(p for p in _packages(fixture_channel) if p.name.startswith("python-3"))
-    ex = Extractor(tmp_path / "x", python.stat().st_size - 1)
+    budget = python.stat().st_size - 1
+    ex = Extractor(tmp_path / "x", budget, memory_budget=budget)
     with python.open("rb") as fh, ex:
         seen: list[bool] = []
 
@@ -81,8 +92,8 @@ def test_a_corrupt_package_is_named(fixture_channel: FixtureChannel, tmp_path: P
     good = _packages(fixture_channel)[0]
     data = bytearray(good.read_bytes())
     data[len(data) // 3 : len(data) // 3 + 4096] = bytes(4096)  # zeroed inside the payload
-    for budget in (0, 1 << 40):
-        with Extractor(tmp_path / f"x{budget}", budget) as ex:
+    for number, mode in enumerate(MODES):
+        with _extractor(tmp_path / f"x{number}", mode) as ex:
             ex.feed("channel/linux-64/broken.conda", len(data), io.BytesIO(bytes(data)), len)
             with pytest.raises(InstallError, match=r"could not extract channel/linux-64/broken"):
                 ex.finish()
@@ -92,7 +103,7 @@ def test_leaving_by_an_exception_reaps_every_child(
     fixture_channel: FixtureChannel, tmp_path: Path
 ) -> None:
     files = _packages(fixture_channel)
-    with pytest.raises(RuntimeError), Extractor(tmp_path / "x", 1 << 40, workers=4) as ex:
+    with pytest.raises(RuntimeError), _extractor(tmp_path / "x", (True, 1 << 40), workers=4) as ex:
         _feed_all(ex, files[:4])
         raise RuntimeError("the reader failed")
     with pytest.raises(ChildProcessError):

@@ -184,6 +184,7 @@ def _unpack_into(
 def _staging_budget(got: Received) -> int:
     """How many bytes of package archives may sit staged at once, waiting for extraction.
 
+    Only where the kernel lacks memfd (else the read-ahead is in RAM, extract.MEMORY_BUDGET).
     A tenth of the packages keeps the peak extra disk well under their size; the rest are
     piped straight into extraction. A pixi-pack archive does not say its size up front.
     """
