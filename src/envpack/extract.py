@@ -10,6 +10,7 @@ refused before anything links the package, and `rattler.install` then only links
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -21,10 +22,10 @@ from pathlib import Path
 
 from rattler.package_streaming import extract
 
-from envpack.errors import ArchiveError, InstallError
+from envpack.errors import ArchiveError, InstallError, cause_text
 from envpack.hashing import Readable, hash_stream
 
-_ERROR = "error.txt"
+_NO_SPACE = "(os error 28)"  # how rattler's io errors spell ENOSPC
 # Read-ahead held in RAM while children extract: lets a second child work on a big package
 # (numpy, scipy, pyarrow: 15-36 MB) while the reader moves on, and stays well inside
 # envunpack's memory budget (~90 MB RSS on the bench env, goal <= 150 MB).
@@ -38,7 +39,8 @@ class _Job:
     name: str
     work: Path
     source: Path  # the staged archive, or the name of the pipe; removed when reaped
-    staged: int  # bytes it holds on disk until then
+    staged: int  # bytes it holds until then
+    errors: int = -1  # read end of the pipe the child tells its error through
 
 
 class Extractor:
@@ -157,9 +159,13 @@ class Extractor:
             os.close(write_end)
 
     def _spawn(self, job: _Job, source: Path, close_in_child: int | None = None) -> None:
+        # A pipe, not a file: on a full disk the child could not write its error anywhere.
+        job.errors, errors_in = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
-            _child(source, job.work / "pkg", job.work / _ERROR, close_in_child)
+            os.close(job.errors)
+            _child(source, job.work / "pkg", errors_in, close_in_child)
+        os.close(errors_in)
         self._jobs[pid] = job
 
     def _wait_for_slot(self) -> None:
@@ -178,17 +184,20 @@ class Extractor:
             return
         job.source.unlink(missing_ok=True)  # extracted: the archive's bytes are not needed
         self._staged -= job.staged
+        told = _read_all(job.errors)
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-            error = job.work / _ERROR
-            text = error.read_text(errors="replace") if error.is_file() else ""
             # rattler quotes raw tar headers in some errors: NULs and newlines, one line here.
-            text = re.sub(r"[\x00-\x1f\s]+", " ", text).strip()
-            self._failures.append(f"{job.name}: {text or f'extraction failed ({status})'}")
+            text = re.sub(r"[\x00-\x1f]+", " ", told.decode(errors="replace")).strip()
+            said = cause_text(RuntimeError(text)) if text else f"extraction failed ({status})"
+            self._failures.append(f"{job.name}: {said}")
 
     def finish(self) -> dict[str, Path]:
         """Wait for every child; member name → its extracted package directory."""
         while self._jobs:
             self._reap_oldest()
+        if any(_NO_SPACE in failure for failure in self._failures):
+            # The caller says it the way every full disk is said, with the output dir.
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if self._failures:
             raise InstallError(f"could not extract {self._failures[0]}")
         return self.dirs
@@ -204,7 +213,17 @@ class Extractor:
                 self._jobs.pop(next(iter(self._jobs)))
 
 
-def _child(source: Path, dest: Path, error: Path, close: int | None) -> None:  # pragma: no cover
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _child(source: Path, dest: Path, errors: int, close: int | None) -> None:  # pragma: no cover
     code = 1
     try:
         if close is not None:
@@ -213,7 +232,7 @@ def _child(source: Path, dest: Path, error: Path, close: int | None) -> None:  #
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes to the parent as text
         with suppress(BaseException):  # the exit code says it failed even if this cannot
-            error.write_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+            os.write(errors, (str(exc).strip() or repr(exc)).encode()[:4000])
     finally:
         os._exit(code)
 
