@@ -25,6 +25,7 @@ from rattler.package_streaming import extract
 from envpack.errors import ArchiveError, InstallError, cause_text
 from envpack.hashing import Readable, hash_stream
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _NO_SPACE = "(os error 28)"  # how rattler's io errors spell ENOSPC
 # Read-ahead held in RAM while children extract: lets a second child work on a big package
 # (numpy, scipy, pyarrow: 15-36 MB) while the reader moves on, and stays well inside
@@ -74,6 +75,7 @@ class Extractor:
         self._staged = 0
         self._failures: list[str] = []
         self.dirs: dict[str, Path] = {}
+        self._prctl = _prctl()
 
     def __enter__(self) -> Extractor:
         return self
@@ -161,9 +163,11 @@ class Extractor:
     def _spawn(self, job: _Job, source: Path, close_in_child: int | None = None) -> None:
         # A pipe, not a file: on a full disk the child could not write its error anywhere.
         job.errors, errors_in = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
             os.close(job.errors)
+            _die_with(parent, self._prctl)
             _child(source, job.work / "pkg", errors_in, close_in_child)
         os.close(errors_in)
         self._jobs[pid] = job
@@ -211,6 +215,25 @@ class Extractor:
                 self._reap_oldest()
             except ChildProcessError:
                 self._jobs.pop(next(iter(self._jobs)))
+
+
+def _prctl() -> Callable[[int, int], int] | None:
+    """libc's prctl, looked up once in the parent (a child should not pay for ctypes)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+def _die_with(parent: int, prctl: Callable[[int, int], int] | None) -> None:  # pragma: no cover
+    # A SIGKILLed envunpack must not leave children behind: they would keep writing into
+    # the staging dir and hold its lock (inherited), so the next run could not remove it.
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
 
 
 def _read_all(fd: int) -> bytes:
