@@ -275,9 +275,9 @@ def test_environment_is_left_alone(tmp_path: Path) -> None:
     assert dict(os.environ) == before
 
 
-def test_download_concurrency_only_when_a_file_sets_it(tmp_path: Path) -> None:
+def test_download_concurrency_from_a_file_else_pixis_default(tmp_path: Path) -> None:
     unset = load_config(NetworkOptions(default_locations=False))
-    assert download_concurrency(unset) is None  # rattler's default of 50 is not ours
+    assert download_concurrency(unset) == 50  # pixi's and rattler's concurrency.downloads
     config = tmp_path / "config.toml"
     config.write_text("[concurrency]\ndownloads = 3\n")
     assert download_concurrency(load_config(NetworkOptions(config_files=(config,)))) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -141,3 +142,23 @@ def test_describe_an_envpack_and_a_pixi_pack_listing(archives: dict[str, Path]) 
     assert shown["sbom"] == {"path": manifest.sbom.path, "sha256": manifest.sbom.sha256}
     summary: dict[str, object] = {"format": "pixi-pack", "platform": "linux-64", "artifacts": []}
     assert describe(summary) == {"environment": None, "virtual_packages": [], **summary}
+
+
+def test_a_conda_only_quiet_unpack_imports_no_wheel_or_bar_code(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    # A tiny env's unpack is mostly interpreter start and imports: tqdm (email,
+    # importlib.metadata, csv) and pypa installer are only needed for bars and wheels.
+    main = "from envpack.target.unpack_cli import main; main()"
+    probe = [sys.executable, "-X", "importtime", "-c", main]
+    result = subprocess.run(
+        [*probe, str(archives["zstd"]), "-o", str(tmp_path / "app"), "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "envpack.target.unpack" in imported and "rattler" in imported  # the probe sees imports
+    assert not {"tqdm", "installer", "email", "envpack.target.wheels", "packaging"} & imported
+    assert (tmp_path / "app" / "env" / "conda-meta").is_dir()

@@ -97,6 +97,11 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
         "unpack_frozen_vs_venv": (
             ratio(times, "envunpack (frozen)", ours) if frozen_available() else None
         ),
+        "unpack_frozen_vs_rattler": (
+            ratio(times, "envunpack (frozen)", "raw rattler.install")
+            if frozen_available()
+            else None
+        ),
     }
     lines = [
         "From an archive file to a runnable env at the same path. Each run starts from an",

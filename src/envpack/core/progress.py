@@ -6,8 +6,6 @@ import sys
 import threading
 from typing import Protocol, TextIO
 
-from tqdm import tqdm
-
 
 class Bar(Protocol):
     def update(self, n: int) -> object: ...
@@ -61,7 +59,12 @@ class TqdmReporter:
 
     def _write(self, text: str) -> None:
         with self._lock:
-            tqdm.write(text, file=self._stream)
+            if self._bars:
+                from tqdm import tqdm
+
+                tqdm.write(text, file=self._stream)  # above any bar on screen
+            else:
+                print(text, file=self._stream)
 
     def info(self, message: str) -> None:
         self._write(message)
@@ -76,6 +79,10 @@ class TqdmReporter:
     def bar(self, desc: str, total: int | None, unit: str = "B") -> Bar:
         if not self._bars:
             return _NullBar()
+        # Imported here: tqdm pulls in ~40 modules (email, importlib.metadata, csv), a
+        # measurable part of a tiny env's unpack, and a run without a terminal needs none.
+        from tqdm import tqdm
+
         scale = unit == "B"
         return tqdm(
             desc=desc,

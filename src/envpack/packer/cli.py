@@ -88,7 +88,7 @@ def main_command(
         typer.Option(
             min=1,
             max=64,
-            help="Parallel downloads. [default: the config's concurrency.downloads, else 8]",
+            help="Parallel downloads. [default: the config's concurrency.downloads, else 50]",
             show_default=False,
         ),
     ] = None,

@@ -33,7 +33,7 @@ from envpack.core.progress import Bar, Reporter
 from envpack.packer.fetcherrors import Transient, classify, giving_up
 from envpack.packer.urls import redact, strip_credentials
 
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 50  # pixi's and rattler's concurrency.downloads default
 # Schemes rattler's client serves (file:// and local paths are read here, without it).
 NETWORK_SCHEMES = frozenset({"http", "https", "s3", "gcs", "oci"})
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -41,7 +41,7 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 @dataclass(frozen=True)
 class FetchOptions:
-    concurrency: int | None = None  # None: the config's concurrency.downloads, else 8
+    concurrency: int | None = None  # None: the config's concurrency.downloads (default 50)
     attempts: int = 5
     timeout: float = 30.0  # seconds without a byte before an attempt is abandoned
     backoff: float = 0.5

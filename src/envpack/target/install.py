@@ -9,15 +9,18 @@ import asyncio
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rattler
 
 from envpack.core.errors import ArchiveError, InstallError, cause_text
 from envpack.core.layout import CHANNEL_DIR
 from envpack.core.progress import Bar, Reporter
-from envpack.core.wheeltags import PythonInfo, check_wheels_compatible, python_info
 from envpack.target.hostcheck import host_virtual_packages
 from envpack.target.receive import Received
+
+if TYPE_CHECKING:
+    from envpack.core.wheeltags import PythonInfo
 
 
 def check_wheels(
@@ -26,6 +29,9 @@ def check_wheels(
     """Before anything is linked: the wheels need a python and must fit it and this host."""
     if not got.wheels:
         return None
+    # Only archives with wheels need packaging's tag rules: a conda-only unpack skips them.
+    from envpack.core.wheeltags import check_wheels_compatible, python_info
+
     python = python_info(records)
     glibc = host_virtual_packages().get("__glibc")
     check_wheels_compatible([Path(m).name for m in got.wheels], python, platform, glibc)
@@ -61,6 +67,11 @@ def records(got: Received, staging: Path) -> list[rattler.RepoDataRecord]:
             )
         chosen.append(record)
     return chosen
+
+
+def cache_key(record: rattler.RepoDataRecord) -> str:
+    """The directory rattler's package cache looks for this record's package in."""
+    return f"{record.name.normalized}-{record.version}-{record.build}"
 
 
 class _LinkProgress(rattler.InstallerReporter):

@@ -8,9 +8,10 @@ linking, and every symlink the linked env holds before it is renamed into place.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,22 @@ def package_entries(package: Path) -> list[Entry]:
         paths = rattler.PathsJson.from_package_archive(package)
     except Exception:  # noqa: BLE001 - rattler's ExtractError covers both "missing" and "broken"
         return _legacy_entries(package)
+    return [Entry(str(e.relative_path), bool(e.path_type.softlink)) for e in paths.paths]
+
+
+def extracted_entries(directory: Path, member: str) -> list[Entry]:
+    """The same list, read from a package already extracted to `directory`."""
+    try:
+        paths = rattler.PathsJson.from_package_directory(directory)
+    except Exception:  # noqa: BLE001 - as above: missing or broken
+        files = directory / "info" / "files"
+        if not member.endswith(".tar.bz2") or not files.is_file():
+            raise InstallError(
+                f"{member.rsplit('/', 1)[-1]}: cannot read its file list "
+                "(neither info/paths.json nor info/files)"
+            ) from None
+        lines = files.read_bytes().decode("utf-8", "replace").splitlines()
+        return [Entry(line.strip(), False) for line in lines if line.strip()]
     return [Entry(str(e.relative_path), bool(e.path_type.softlink)) for e in paths.paths]
 
 
@@ -92,12 +109,23 @@ def _check_path(label: str, path: str) -> None:
         raise InstallError(f"{label}: file {path!r} {problem}; refusing to install it")
 
 
+def _symlinks(top: Path) -> Iterator[Path]:
+    """Every symlink below `top`, not following any: the dirents' types, no stat per file
+    (a big env has ~17,000 entries and rglob + is_symlink stats each)."""
+    pending = [top]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    yield Path(entry.path)
+                elif entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+
+
 def check_symlinks(prefix: Path, final: Path, owners: dict[str, str]) -> None:
     """No symlink in the linked env may point outside it (checked in staging, pre-rename)."""
     root = prefix.resolve()
-    for link in prefix.rglob("*"):
-        if not link.is_symlink():
-            continue
+    for link in _symlinks(prefix):
         target = link.readlink()
         if target.is_absolute():
             # An absolute target is only fine if it names the env at its final place.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from envpack.core.archive import Member
 from envpack.core.errors import ArchiveError
@@ -37,6 +37,9 @@ from envpack.target.hostcheck import (
 )
 from envpack.target.sbomread import verify as verify_sbom
 
+if TYPE_CHECKING:
+    from envpack.target.extract import Extractor
+
 METADATA_LIMIT = 64 << 20  # repodata.json of a huge env is a few MB; more is an attack
 
 
@@ -48,7 +51,8 @@ class Received:
     platform: str | None = None
     flavour: Flavour = field(default_factory=PixiPack)
     repodata: dict[str, bytes] = field(default_factory=dict)
-    packages: dict[str, tuple[Path | None, str]] = field(default_factory=dict)  # → file, sha256
+    # member → (its extracted package directory, its stored file, or None; sha256)
+    packages: dict[str, tuple[Path | None, str]] = field(default_factory=dict)
     wheels: dict[str, Path | None] = field(default_factory=dict)
     sbom: bytes | None = None
 
@@ -98,8 +102,11 @@ class Reader:
             check_virtual_packages(virtual, host_virtual_packages())
         return got
 
-    def rest(self, into: Path | None, reporter: Reporter) -> Received:
-        """Stream the remaining members; artifacts go under `into`, or are only hashed."""
+    def rest(
+        self, into: Path | None, reporter: Reporter, extractor: Extractor | None = None
+    ) -> Received:
+        """Stream the remaining members; wheels go under `into`, packages to `extractor`
+        (which extracts them as they arrive); without those they are only hashed."""
         got = self.got
         flavour = got.flavour
         bar: Bar = reporter.bar("verify", flavour.total, "B")
@@ -113,12 +120,19 @@ class Reader:
                     # Only where the manifest lists it; anywhere else it is unexpected.
                     got.sbom = verify_sbom(member, flavour.sbom)
                 elif is_artifact_path(member.name):
-                    dest = into / member.name if into is not None else None
                     expected = flavour.expected(member.name, member.size)
-                    digest = _store(member, dest, expected, bar)
                     if member.name.startswith(PYPI_DIR + "/"):
+                        dest = into / member.name if into is not None else None
+                        _check(member.name, _store(member, dest, bar), expected)
                         got.wheels[member.name] = dest
+                    elif extractor is not None:
+                        update = lambda c: bar.update(len(c))  # noqa: E731
+                        digest = extractor.feed(member.name, member.size, member.stream, update)
+                        _check(member.name, digest, expected)
+                        got.packages[member.name] = (extractor.dirs[member.name], digest)
                     else:
+                        dest = into / member.name if into is not None else None
+                        digest = _check(member.name, _store(member, dest, bar), expected)
                         got.packages[member.name] = (dest, digest)
                 else:
                     reporter.warn(flavour.unknown(member.name))
@@ -161,8 +175,8 @@ def _accept_repodata(got: Received, member: Member) -> None:
     got.repodata[member.name] = _read_small(member)
 
 
-def _store(member: Member, dest: Path | None, expected: Artifact | None, bar: Bar) -> str:
-    """Copy one artifact to `dest` (or nowhere), hashing as it streams; it must be `expected`."""
+def _store(member: Member, dest: Path | None, bar: Bar) -> str:
+    """Copy one artifact to `dest` (or nowhere), hashing as it streams."""
     if dest is None:
         digest = hash_stream(member.stream, each=lambda c: bar.update(len(c))).sha256
     else:
@@ -174,9 +188,14 @@ def _store(member: Member, dest: Path | None, expected: Artifact | None, bar: Ba
                 bar.update(len(chunk))
 
             digest = hash_stream(member.stream, each=store).sha256
+    return digest
+
+
+def _check(name: str, digest: str, expected: Artifact | None) -> str:
+    """The member must be what the manifest says (a pixi-pack archive promises nothing)."""
     if expected is not None and digest != expected.sha256:
         raise ArchiveError(
-            f"{member.name}: sha256 {digest} does not match the manifest's {expected.sha256}; "
+            f"{name}: sha256 {digest} does not match the manifest's {expected.sha256}; "
             "the archive is corrupt or was tampered with"
         )
     return digest

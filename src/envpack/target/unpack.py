@@ -19,8 +19,16 @@ from envpack.core.layout import SBOM_NAME
 from envpack.core.models import Manifest
 from envpack.core.progress import Reporter
 from envpack.target.activation import SHELLS, activation_scripts, check_env_vars, script_names
-from envpack.target.install import check_wheels, compile_env, link, records, write_history
-from envpack.target.pkgcheck import check_entries, check_symlinks, package_entries
+from envpack.target.extract import Extractor, place
+from envpack.target.install import (
+    cache_key,
+    check_wheels,
+    compile_env,
+    link,
+    records,
+    write_history,
+)
+from envpack.target.pkgcheck import check_entries, check_symlinks, extracted_entries
 from envpack.target.receive import Reader, Received, read_manifest
 from envpack.target.sbomread import is_our_sbom, write_copy
 from envpack.target.staging import (
@@ -30,8 +38,8 @@ from envpack.target.staging import (
     remove_created,
     staging_dir,
 )
-from envpack.target.wheels import install_wheels
 
+_PIXI_PACK_BUDGET = 16 << 20
 _ENV_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _NO_SUCH_SCRIPT = {
     "cmd": "cmd.exe scripts only run on Windows and this environment is for Linux",
@@ -159,20 +167,29 @@ def _platform(got: Received) -> str:
 def _unpack_into(
     reader: Reader, options: UnpackOptions, reporter: Reporter, staging: Path, target: Path
 ) -> UnpackResult:
-    got = reader.rest(staging, reporter)
+    cache = staging / "pkgs"
+    with Extractor(staging / "extracting", _staging_budget(reader.got)) as extractor:
+        got = reader.rest(staging, reporter, extractor)
+        dirs = extractor.finish()
     platform = _platform(got)
     chosen = records(got, staging)
     python = check_wheels(got, chosen, platform)
+    # records() returns one record per package, in the packages' sorted order.
+    keys = {path: cache_key(r) for path, r in zip(sorted(got.packages), chosen, strict=True)}
+    # Every package under the name rattler's cache gives its record: install then only links.
+    place(dirs, keys, cache)
     # Before linking: rattler follows paths.json blindly, so hostile lists never reach it.
     owners = check_entries(
-        (path.rsplit("/", 1)[-1], package_entries(file))
-        for path, (file, _) in sorted(got.packages.items())
-        if file is not None
+        (path.rsplit("/", 1)[-1], extracted_entries(cache / key, path))
+        for path, key in sorted(keys.items())
     )
     prefix = staging / "prefix"
     reporter.info(f"installing {len(chosen)} packages into {target}")
-    link(chosen, prefix, target, staging / "pkgs", platform, options.execute_link_scripts, reporter)
+    link(chosen, prefix, target, cache, platform, options.execute_link_scripts, reporter)
     if python is not None:
+        # pypa installer (and the email package under it) only for archives with wheels.
+        from envpack.target.wheels import install_wheels
+
         reporter.info(f"installing {len(got.wheels)} PyPI wheels")
         wheels = {name: path for name, path in got.wheels.items() if path is not None}
         install_wheels(prefix, target, wheels, python, reporter)
@@ -186,6 +203,17 @@ def _unpack_into(
         scripts = _write_scripts(target, options.shell, platform)
         sbom = write_copy(target.parent, got.sbom)
     return UnpackResult(target, scripts, platform, got.manifest, len(chosen), len(got.wheels), sbom)
+
+
+def _staging_budget(got: Received) -> int:
+    """How many bytes of package archives may sit staged at once, waiting for extraction.
+
+    Only where the kernel lacks memfd (else the read-ahead is in RAM, extract.MEMORY_BUDGET).
+    A tenth of the packages keeps the peak extra disk well under their size; the rest are
+    piped straight into extraction. A pixi-pack archive does not say its size up front.
+    """
+    total = got.flavour.total
+    return total // 10 if total is not None else _PIXI_PACK_BUDGET
 
 
 def _move_into_place(prefix: Path, target: Path, staging: Path) -> None:

@@ -1,0 +1,121 @@
+"""Extracting real packages as they stream in: piped or staged, the same tree as rattler's."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+from rattler.package_streaming import extract
+
+from devtools.fixtures.channel import FixtureChannel
+from envpack.core.errors import ArchiveError, InstallError
+from envpack.target.extract import Extractor, place
+
+
+def _packages(channel: FixtureChannel) -> list[Path]:
+    # Both formats, and the biggest one (python), which spans many pipe buffers.
+    files = sorted((channel.root / "linux-64").glob("*.conda"))
+    files += sorted((channel.root / "linux-64").glob("*.tar.bz2"))
+    assert any(p.name.startswith("python-3") for p in files)
+    assert any(p.name.endswith(".tar.bz2") for p in files)
+    return files
+
+
+def _tree(root: Path) -> dict[str, bytes | str]:
+    out: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = os.readlink(path)
+        elif path.is_file():
+            out[rel] = path.read_bytes() + oct(path.stat().st_mode).encode()
+    return out
+
+
+def _feed_all(ex: Extractor, files: list[Path]) -> dict[str, str]:
+    digests = {}
+    for path in files:
+        name = f"channel/linux-64/{path.name}"
+        with path.open("rb") as fh:
+            digests[name] = ex.feed(name, path.stat().st_size, fh, lambda c: None)
+    return digests
+
+
+# (in RAM, budget): piped (nothing fits), staged in a memfd, staged on disk.
+MODES = [(True, 0), (True, 1 << 40), (False, 1 << 40)]
+MODE_IDS = ["piped", "memory", "disk"]
+
+
+def _extractor(root: Path, mode: tuple[bool, int], **kwargs: int) -> Extractor:
+    in_memory, budget = mode
+    return Extractor(root, budget, memory_budget=budget, in_memory=in_memory, **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_same_tree_and_digest_as_rattlers_extract(
+    fixture_channel: FixtureChannel, tmp_path: Path, mode: tuple[bool, int]
+) -> None:
+    files = _packages(fixture_channel)
+    with _extractor(tmp_path / "x", mode) as ex:
+        digests = _feed_all(ex, files)
+        dirs = ex.finish()
+    for path in files:
+        name = f"channel/linux-64/{path.name}"
+        assert digests[name] == hashlib.sha256(path.read_bytes()).hexdigest()
+        direct = tmp_path / "direct" / path.name
+        extract(path, direct)
+        assert _tree(dirs[name]) == _tree(direct), path.name
+        # Nothing of the archive is left beside the extracted package: not staged, not piped.
+        assert sorted(p.name for p in dirs[name].parent.iterdir()) == ["pkg"]
+
+
+def test_nothing_is_staged_past_the_budget(fixture_channel: FixtureChannel, tmp_path: Path) -> None:
+    python = next(p for p in _packages(fixture_channel) if p.name.startswith("python-3"))
+    budget = python.stat().st_size - 1
+    ex = Extractor(tmp_path / "x", budget, memory_budget=budget)
+    with python.open("rb") as fh, ex:
+        seen: list[bool] = []
+
+        def each(chunk: bytes) -> None:
+            # While python streams in, its name under the work dir is a pipe, not a file.
+            seen.append((tmp_path / "x" / "0" / python.name).is_symlink())
+
+        ex.feed(f"channel/linux-64/{python.name}", python.stat().st_size, fh, each)
+        ex.finish()
+    assert seen and all(seen)
+
+
+def test_a_corrupt_package_is_named(fixture_channel: FixtureChannel, tmp_path: Path) -> None:
+    good = _packages(fixture_channel)[0]
+    data = bytearray(good.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 4096] = bytes(4096)  # zeroed inside the payload
+    for number, mode in enumerate(MODES):
+        with _extractor(tmp_path / f"x{number}", mode) as ex:
+            ex.feed("channel/linux-64/broken.conda", len(data), io.BytesIO(bytes(data)), len)
+            with pytest.raises(InstallError, match=r"could not extract channel/linux-64/broken"):
+                ex.finish()
+
+
+def test_leaving_by_an_exception_reaps_every_child(
+    fixture_channel: FixtureChannel, tmp_path: Path
+) -> None:
+    files = _packages(fixture_channel)
+    with pytest.raises(RuntimeError), _extractor(tmp_path / "x", (True, 1 << 40), workers=4) as ex:
+        _feed_all(ex, files[:4])
+        raise RuntimeError("the reader failed")
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child of ours is left, running or unreaped
+
+
+def test_place_names_each_package_for_rattlers_cache(tmp_path: Path) -> None:
+    (tmp_path / "a" / "pkg").mkdir(parents=True)
+    (tmp_path / "b" / "pkg").mkdir(parents=True)
+    dirs = {"channel/noarch/x.conda": tmp_path / "a" / "pkg"}
+    place(dirs, {"channel/noarch/x.conda": "x-1-0"}, tmp_path / "cache")
+    assert (tmp_path / "cache" / "x-1-0").is_dir()
+    dirs = {"channel/linux-64/x.conda": tmp_path / "b" / "pkg"}
+    with pytest.raises(ArchiveError, match="a second package for x-1-0"):
+        place(dirs, {"channel/linux-64/x.conda": "x-1-0"}, tmp_path / "cache")
