@@ -257,7 +257,11 @@ def test_push_and_pull_through_a_bearer_token_registry(
 ) -> None:
     ref = f"oci://{bearer_registry.host}/tokens/env:v1"
     auth = docker_config(tmp_path / "auth", bearer_registry)
-    env = {"HOME": str(tmp_path / "home"), "REGISTRY_AUTH_FILE": str(auth)}
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "REGISTRY_AUTH_FILE": str(auth),
+        "REQUESTS_CA_BUNDLE": str(bearer_registry.ca),  # the token server's
+    }
     result = run_cli(
         "envpack", project.path, "-o", ref, "--insecure", "--cache", project.cache, env=env
     )
