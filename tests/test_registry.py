@@ -174,6 +174,10 @@ def test_bearer_challenge_gets_a_token_per_scope(
     reader = _session(bearer_registry, "unit/bearer")
     reader.fetch_blob(digest, len(data), tmp_path / "again")
     start = time.monotonic()
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    with pytest.raises(RegistryError, match=r"cannot get a token for .* from its token server"):
+        _session(bearer_registry, "unit/bearer")  # its certificate is from an unknown CA
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bearer_registry.ca))
     wrong = docker_config(tmp_path / "wrong", bearer_registry, password="bad-bearer-pw")
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(wrong))
     with pytest.raises(RegistryError, match="refused the credentials \\(token denied\\)") as info:

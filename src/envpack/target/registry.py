@@ -126,6 +126,11 @@ class Registry:
         session._insecure = False
         try:
             session.authenticate(user, password, actions=actions, response=response)
+        except (self._requests.ConnectionError, self._requests.Timeout) as exc:
+            raise RegistryError(
+                f"cannot get a token for {self.ref.host} from its token server (python-dxf "
+                f"asks over HTTPS only): {_short(exc)}; a private CA needs REQUESTS_CA_BUNDLE"
+            ) from None
         except (self._dxf_errors.DXFUnauthorizedError, self._requests.HTTPError) as exc:
             code = getattr(getattr(exc, "response", None), "status_code", 401)
             if code not in (401, 403):
@@ -277,12 +282,12 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def _short(exc: BaseException) -> str:
-    """A requests/dxf error as a short clause: the OS reason if there is one, with any
+    """A requests/dxf error as a short clause: the OS or TLS reason if there is one, with any
     user:password@ masked."""
     text = " ".join(str(exc).split())
-    errno_reason = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
-    if errno_reason:
-        text = errno_reason.group(0)
+    reason = re.search(r"\[(?:Errno -?\d+|SSL: \w+)\] [^'\")(]+", text)
+    if reason:
+        text = reason.group(0).strip()
     elif len(text) > 160:
         text = text[:157] + "..."
     return _USERINFO.sub("***@", text)
