@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -187,3 +189,29 @@ def test_bearer_challenge_gets_a_token_per_scope(
     with pytest.raises(RegistryError, match="needs credentials \\(token denied\\)"):
         _session(bearer_registry, "unit/bearer")
     assert time.monotonic() - start < 15  # one line at once, no retry back-off
+
+
+def test_no_charset_detector_needed_and_nothing_said(
+    registry: PlainRegistry, tmp_path: Path
+) -> None:
+    """requests runs without charset_normalizer (a frozen build may leave it out): registry
+    bodies are read as bytes, and its warning about the missing detector is not shown."""
+    data = tmp_path / "blob"
+    data.write_bytes(b"no detector\n")
+    digest = f"sha256:{hashlib.sha256(data.read_bytes()).hexdigest()}"
+    code = f"""
+import sys
+sys.modules["charset_normalizer"] = None
+sys.modules["chardet"] = None
+from pathlib import Path
+from envpack.core.ociref import parse_ref
+from envpack.core.progress import SilentReporter
+from envpack.target.registry import Registry
+session = Registry(parse_ref("oci://{registry.host}/unit/nodetect:t"), insecure=True,
+                   reporter=SilentReporter())
+session.push_blob(Path({str(data)!r}), {digest!r}, "text/plain")
+session.fetch_blob({digest!r}, {data.stat().st_size}, Path({str(tmp_path / "down")!r}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert (tmp_path / "down").read_bytes() == data.read_bytes()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,8 +56,12 @@ class Registry:
     def __init__(self, ref: OciRef, *, insecure: bool, reporter: Reporter) -> None:
         try:
             # Here, on first use: envunpack's --help and file unpacks never load dxf.
-            import dxf
-            import requests
+            with warnings.catch_warnings():
+                # requests warns when no charset detector is installed; we read bytes, never
+                # .text, so a frozen build may leave charset_normalizer out.
+                warnings.filterwarnings("ignore", "Unable to find acceptable character detection")
+                import dxf
+                import requests
         except ImportError:
             raise RegistryError(
                 "this envunpack was built without registry support; pull with the envpack "
