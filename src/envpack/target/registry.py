@@ -3,13 +3,9 @@
 dxf speaks the protocol (HEAD, upload sessions, basic and bearer challenges, a blob's digest
 checked as it streams); this module hands it docker's logins (dockerauth.py), asks for the
 token scope each request needs, and turns what goes wrong into one line without a secret in
-it. dxf is imported here only, and only when a registry is used, so `--help` and file
-unpacks never load it (nor requests).
-
-Manifests go through DXF._request, the call all of dxf's methods make (auth retry
-included): its manifest methods send a fixed Accept list, and set_manifest sends a str
-(encoded Latin-1 by http.client) with the Content-Type read from the document, so the
-exact bytes of a pushed manifest would not survive it.
+it. dxf and requests load on first use only: `--help` and file unpacks never pay for them.
+Manifests go through DXF._request (all dxf calls do, auth retry included): its manifest
+methods fix the Accept list, and set_manifest would not keep a manifest's exact bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +17,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -73,7 +70,6 @@ class Registry:
         self._requests = requests
         self._dxf_errors = dxf.exceptions
         self._insecure = insecure
-        self._login: Login | Helper | None = find_login(ref.host)
         # dxf hands `timeout` to requests as it is, which takes (connect, read).
         timeout = cast(float, _TIMEOUT)
         self._dxf: Any = dxf.DXF(
@@ -86,6 +82,11 @@ class Registry:
     @property
     def where(self) -> str:
         return f"{self.ref.host}/{self.ref.repository}"
+
+    @cached_property
+    def _login(self) -> Login | Helper | None:
+        """Read when the registry first asks: an anonymous pull never opens an auth file."""
+        return find_login(self.ref.host)
 
     def _hint(self) -> str:
         return LOGIN_HINT.replace("HOST", self.ref.host)
