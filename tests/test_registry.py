@@ -112,6 +112,11 @@ def test_basic_auth_challenge_answered_from_credential_files(
     monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     with pytest.raises(RegistryError, match="needs credentials \\(401\\)"):
         _session(auth_registry)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(broken))
+    with pytest.raises(RegistryError, match=r"broken\.json is not JSON"):
+        _session(auth_registry)
     wrong = docker_config(tmp_path / "wrong", auth_registry, password="nope-nope")
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(wrong))
     with pytest.raises(RegistryError, match="refused the credentials") as info:
@@ -148,12 +153,13 @@ def test_a_login_in_a_credential_helper_is_one_clear_error(
         _session(auth_registry)
     assert str(config) in str(info.value)
     assert time.monotonic() - start < 15
-    # A registry that asks for no login never needs the helper.
+    # A registry that asks for no login never needs the helper, nor a readable auth file.
     config.write_text(json.dumps({"credHelpers": {registry.host: "envpack-absent"}}))
     data = b"no login needed"
     (tmp_path / "b").write_bytes(data)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
     _session(registry, "unit/helper").push_blob(tmp_path / "b", digest, "text/plain")
+    config.write_text("{not json")
     _session(registry, "unit/helper").fetch_blob(digest, len(data), tmp_path / "down")
     assert (tmp_path / "down").read_bytes() == data
 
