@@ -30,6 +30,7 @@ class PlainRegistry:
     log: Path
     user: str | None
     password: str | None
+    ca: Path | None = None  # trusts the token server (REQUESTS_CA_BUNDLE), if there is one
 
     def blob_file(self, digest: str) -> Path:
         hexdigest = digest.removeprefix("sha256:")
@@ -91,8 +92,10 @@ def plain_registry(tmp: Path, *, auth: bool, bearer: bool = False) -> Iterator[P
         "http": {"addr": f"127.0.0.1:{port}"},
     }
     tokens = contextlib.ExitStack()
+    ca = None
     if bearer:
         certs = certificates(tmp)
+        ca = certs.ca
         realm = tokens.enter_context(token_server(certs, str(user), str(password)))
         config["auth"] = {
             "token": {
@@ -111,7 +114,7 @@ def plain_registry(tmp: Path, *, auth: bool, bearer: bool = False) -> Iterator[P
     (tmp / "registry.yml").write_text(json.dumps(config))  # YAML is a superset of JSON
     log = tmp / "registry.log"
     with tokens, process(["docker-registry", "serve", tmp / "registry.yml"], port, log):
-        yield PlainRegistry(f"127.0.0.1:{port}", tmp / "storage", log, user, password)
+        yield PlainRegistry(f"127.0.0.1:{port}", tmp / "storage", log, user, password, ca)
 
 
 TOKEN_SERVICE = "envpack-test-registry"
@@ -122,7 +125,9 @@ TOKEN_ISSUER = "envpack-test-token-issuer"
 def token_server(certs: Certificates, user: str, password: str) -> Iterator[str]:
     """A token endpoint as docker's token auth specifies it: checks basic credentials and
     returns a JWT (RS256, signed with joserfc by the test CA whose certificate the registry
-    trusts, in the x5c header) granting exactly the scope asked for. Yields the realm URL."""
+    trusts, in the x5c header) granting exactly the scope asked for. Over HTTPS, as real
+    token servers are (python-dxf fetches tokens over HTTPS only). Yields the realm URL."""
+    import ssl
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs, urlsplit
 
@@ -173,10 +178,13 @@ def token_server(certs: Certificates, user: str, password: str) -> Iterator[str]
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.cert, certs.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/token"
+        yield f"https://127.0.0.1:{server.server_address[1]}/token"
     finally:
         server.shutdown()
         server.server_close()

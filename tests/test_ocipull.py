@@ -257,7 +257,11 @@ def test_push_and_pull_through_a_bearer_token_registry(
 ) -> None:
     ref = f"oci://{bearer_registry.host}/tokens/env:v1"
     auth = docker_config(tmp_path / "auth", bearer_registry)
-    env = {"HOME": str(tmp_path / "home"), "REGISTRY_AUTH_FILE": str(auth)}
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "REGISTRY_AUTH_FILE": str(auth),
+        "REQUESTS_CA_BUNDLE": str(bearer_registry.ca),  # the token server's
+    }
     result = run_cli(
         "envpack", project.path, "-o", ref, "--insecure", "--cache", project.cache, env=env
     )
@@ -286,3 +290,19 @@ def test_a_corrupt_cache_entry_is_fetched_again(
     assert f"warning: cached blob {python['digest']} is corrupt" in result.stderr.decode()
     assert set(_since(mark, registry.blob_gets())) == {python["digest"]}
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == python["digest"].split(":")[1]
+
+
+def test_a_login_kept_by_a_credential_helper_is_one_error_line(
+    auth_registry: PlainRegistry, tmp_path: Path
+) -> None:
+    config = tmp_path / "docker" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"auths": {auth_registry.host: {}}, "credsStore": "desktop"}))
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "DOCKER_CONFIG": str(config.parent),
+        "REGISTRY_AUTH_FILE": "",
+    }
+    result = unpack(f"oci://{auth_registry.host}/private/env:v1", tmp_path / "app", env=env)
+    assert_one_error_line(result, "docker-credential-desktop", "cannot use yet", str(config))
+    assert not (tmp_path / "app").exists()

@@ -1,9 +1,11 @@
-"""One OCI registry session through oras-py: credentials, the auth challenge, blobs in and out.
+"""One OCI registry session through python-dxf: the login, the auth challenge, blobs in and out.
 
-oras-py speaks the protocol (HEAD, upload sessions, the bearer-token dance); this module picks
-its auth backend from the registry's challenge, feeds it docker's credential files, and turns
-what goes wrong into one line without a secret in it. oras is imported here only, and only
-when a registry is used, so `--help` and file unpacks never load it.
+dxf speaks the protocol (HEAD, upload sessions, basic and bearer challenges, a blob's digest
+checked as it streams); this module hands it docker's logins (dockerauth.py), asks for the
+token scope each request needs, and turns what goes wrong into one line without a secret in
+it. dxf and requests load on first use only: `--help` and file unpacks never pay for them.
+Manifests go through DXF._request (all dxf calls do, auth retry included): its manifest
+methods fix the Accept list, and set_manifest would not keep a manifest's exact bytes.
 """
 
 from __future__ import annotations
@@ -11,21 +13,28 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from envpack.core.errors import EnvpackError, RegistryError
 from envpack.core.layout import CHUNK
 from envpack.core.ociref import OciRef
 from envpack.core.progress import Bar, Reporter
+from envpack.target.dockerauth import Helper, Login, credential_files, find_login
+
+__all__ = ["LOGIN_HINT", "Registry", "Traffic", "credential_files"]
 
 MANIFEST_LIMIT = 4 << 20  # distribution refuses manifests over 4 MiB itself
-CHUNKED_ABOVE = 64 << 20  # oras's one-PUT upload holds the blob in memory: stream big ones
-_CONNECT = (10, 60)  # seconds: the first contact fails fast instead of hanging
+# (connect, read) seconds: a first contact fails fast; a registry may take a while to
+# answer the PUT that closes a large upload.
+_TIMEOUT = (10, 300)
 LOGIN_HINT = "log in with `docker login HOST` or point REGISTRY_AUTH_FILE at an auth.json"
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass
@@ -38,27 +47,18 @@ class Traffic:
     blobs_present: int = 0
 
 
-def credential_files() -> list[str]:
-    """podman/skopeo's REGISTRY_AUTH_FILE and $DOCKER_CONFIG/config.json; oras-py itself
-    always adds ~/.docker/config.json."""
-    found = [os.environ.get("REGISTRY_AUTH_FILE", "")]
-    if os.environ.get("DOCKER_CONFIG"):
-        found.append(str(Path(os.environ["DOCKER_CONFIG"]) / "config.json"))
-    return [f for f in found if f and Path(f).is_file()]
-
-
 class Registry:
     """A session with the registry of `ref`, authenticated as its challenge asks."""
 
     def __init__(self, ref: OciRef, *, insecure: bool, reporter: Reporter) -> None:
         try:
-            # Here, on first use: envunpack's --help and file unpacks never load oras. The
-            # frozen build leaves it out (pyproject's banned-api table, which its spec reads).
-            import oras.auth  # noqa: TID251
-            import oras.auth.utils  # noqa: TID251
-            import oras.logger  # noqa: TID251
-            import oras.provider  # noqa: TID251
-            import requests
+            # Here, on first use: envunpack's --help and file unpacks never load dxf.
+            with warnings.catch_warnings():
+                # requests warns when no charset detector is installed; we read bytes, never
+                # .text, so a frozen build may leave charset_normalizer out.
+                warnings.filterwarnings("ignore", "Unable to find acceptable character detection")
+                import dxf
+                import requests
         except ImportError:
             raise RegistryError(
                 "this envunpack was built without registry support; pull with the envpack "
@@ -68,85 +68,101 @@ class Registry:
         self.reporter = reporter
         self.traffic = Traffic()
         self._requests = requests
-        # oras logs through its own handler to stderr; its warnings go through ours.
-        oras.logger.logger.log_handler = [lambda msg: _forward(msg, reporter)]
-        self._oras: Any = oras.provider.Registry(
-            hostname=ref.host, insecure=insecure, auth_backend="basic"
+        self._dxf_errors = dxf.exceptions
+        self._insecure = insecure
+        # dxf hands `timeout` to requests as it is, which takes (connect, read).
+        timeout = cast(float, _TIMEOUT)
+        self._dxf: Any = dxf.DXF(
+            ref.host, ref.repository, auth=self._answer, insecure=insecure, timeout=timeout
         )
-        self._container: Any = self._oras.get_container(
-            f"{ref.host}/{ref.repository}:{ref.tag or 'latest'}"
-        )
-        with self.errors("reading credentials for"):
-            self._oras.auth.load_configs(self._container, configs=credential_files())
-        self._scheme = "http" if insecure else "https"
-        self._bearer = False  # the registry hands out scoped tokens
-        self._push_scope = False  # the token we hold allows pushing
-        self._login(oras.auth, insecure)
+        # One requests session for the whole run, so blob after blob reuses the connection.
+        self._dxf.__enter__()
+        self._first_contact()
 
     @property
     def where(self) -> str:
         return f"{self.ref.host}/{self.ref.repository}"
 
-    def _login(self, auth: Any, insecure: bool) -> None:
-        """Ask /v2/ which challenge this registry uses and answer it the way it asks."""
-        basic = getattr(self._oras.auth, "_basic_auth", None)
-        # Always set: oras-py's basic backend answers a later 401/403 from it, and without
-        # it raises an AttributeError that its retry loop would sleep on for minutes.
-        self._oras.auth._basic_auth = basic
-        challenge = self._ping().headers.get("Www-Authenticate", "")
-        if challenge.lower().startswith("bearer"):
-            # The token backend trades the basic credentials for a bearer token per scope.
-            self._oras.auth = auth.get_auth_backend(
-                "token", self._oras.session, insecure, tls_verify=True
-            )
-            self._oras.auth._basic_auth = basic
-            self._bearer = True
-            # One token now, through oras-py's own request: bad credentials fail here in
-            # one line, not in its retry loop. Not kept: it has no repository scope, and
-            # oras-py would resend it; each scope's challenge fetches its own.
-            parsed = auth.utils.parse_auth_header(challenge)
-            with self.errors("logging in to"):
-                token = self._oras.auth.request_token(parsed)
-            if not token:
-                said = "refused the credentials" if basic else "needs credentials"
-                hint = LOGIN_HINT.replace("HOST", self.ref.host)
-                raise RegistryError(f"registry {self.ref.host} {said} (token denied); {hint}")
-            self._oras.auth.token = None
-        elif challenge:
-            if not basic:
-                raise RegistryError(
-                    f"registry {self.ref.host} needs credentials (401); "
-                    + LOGIN_HINT.replace("HOST", self.ref.host)
-                )
-            # Sent up front: the registry's early 401 to a bare blob PUT cuts the body short.
-            self._oras.session.headers["Authorization"] = f"Basic {basic}"
-            if self._ping().status_code == 401:
-                raise RegistryError(
-                    f"registry {self.ref.host} refused the credentials (401); "
-                    + LOGIN_HINT.replace("HOST", self.ref.host)
-                )
+    @cached_property
+    def _login(self) -> Login | Helper | None:
+        """Read when the registry first asks: an anonymous pull never opens an auth file."""
+        return find_login(self.ref.host)
 
-    def _ping(self) -> Any:
-        url = f"{self._scheme}://{self.ref.host}/v2/"
-        with self.errors("reaching"):
-            response = self._oras.session.get(url, timeout=_CONNECT)
-        if response.status_code == 403:
-            self.check(response, "at /v2/")
-        if response.status_code not in (200, 401):
+    def _hint(self) -> str:
+        return LOGIN_HINT.replace("HOST", self.ref.host)
+
+    def _first_contact(self) -> None:
+        """GET /v2/: a wrong host, scheme or login fails here, at once, in one line."""
+        with self.errors("reaching", "at /v2/"):
+            try:
+                self._dxf.api_version_check()
+            except self._dxf_errors.DXFUnauthorizedError:
+                said = "refused the credentials" if self._login else "needs credentials"
+                raise RegistryError(
+                    f"registry {self.ref.host} {said} (401); {self._hint()}"
+                ) from None
+            except self._requests.HTTPError as exc:
+                code = getattr(exc.response, "status_code", 0)
+                if code not in (401, 403):
+                    raise RegistryError(
+                        f"{self.ref.host} answered {code} at /v2/: not an OCI registry, or a "
+                        "plain-HTTP/HTTPS mix-up (plain HTTP needs --insecure)"
+                    ) from None
+                raise
+
+    def _answer(self, session: Any, response: Any) -> None:
+        """dxf's auth callback, on any 401: answer the challenge with the login, asking a
+        token server for pull, or pull,push when the request writes."""
+        if isinstance(self._login, Helper):
             raise RegistryError(
-                f"{self.ref.host} answered {response.status_code} at /v2/: not an OCI "
-                "registry, or a plain-HTTP/HTTPS mix-up (plain HTTP needs --insecure)"
+                f"the login for {self.ref.host} is kept by the credential helper "
+                f"docker-credential-{self._login.name} ({self._login.source}), which envpack "
+                "cannot use yet; point REGISTRY_AUTH_FILE at an auth.json holding the login "
+                f"(`podman login --authfile FILE {self.ref.host}` writes one)"
             )
-        return response
+        bearer = response.headers.get("Www-Authenticate", "").lower().startswith("bearer")
+        if not bearer and self._login is None:
+            raise RegistryError(f"registry {self.ref.host} needs credentials (401); {self._hint()}")
+        method = str(getattr(response.request, "method", "GET")).upper()
+        actions = ["pull", "push"] if method in _WRITES else ["pull"]
+        user = self._login.username if self._login else None
+        password = self._login.password if self._login else None
+        # dxf refuses any login over plain HTTP; --insecure is the user saying this registry
+        # is plain HTTP, and docker sends the login to such a registry too.
+        session._insecure = False
+        try:
+            session.authenticate(user, password, actions=actions, response=response)
+        except (self._requests.ConnectionError, self._requests.Timeout) as exc:
+            raise RegistryError(
+                f"cannot get a token for {self.ref.host} from its token server (python-dxf "
+                f"asks over HTTPS only): {_short(exc)}; a private CA needs REQUESTS_CA_BUNDLE"
+            ) from None
+        except (self._dxf_errors.DXFUnauthorizedError, self._requests.HTTPError) as exc:
+            code = getattr(getattr(exc, "response", None), "status_code", 401)
+            if code not in (401, 403):
+                raise
+            said = "refused the credentials" if self._login else "needs credentials"
+            raise RegistryError(
+                f"registry {self.ref.host} {said} (token denied); {self._hint()}"
+            ) from None
+        finally:
+            session._insecure = self._insecure
 
     @contextmanager
-    def errors(self, doing: str) -> Iterator[None]:
-        """requests' and oras' exceptions as one line, with no URL credentials in it."""
+    def errors(self, doing: str, what: str = "") -> Iterator[None]:
+        """requests' and dxf's exceptions as one line, with no URL credentials in it."""
         req = self._requests.exceptions
+        what = what or f"while {doing} it"
         try:
             yield
         except EnvpackError:
             raise
+        except self._dxf_errors.DXFUnauthorizedError:
+            self._refused(401, what)
+        except req.HTTPError as exc:
+            if exc.response is None:
+                raise RegistryError(f"failed {doing} {self.where}: {_short(exc)}") from None
+            self._refused(exc.response.status_code, what)
         except req.SSLError as exc:
             raise RegistryError(
                 f"TLS failed {doing} {self.ref.host}: {_short(exc)} (a plain-HTTP registry "
@@ -157,18 +173,16 @@ class Registry:
                 f"cannot reach the registry {self.ref.host} ({doing} it): {_short(exc)}; "
                 "check the host and port"
             ) from None
-        except (req.RequestException, ValueError, KeyError, TypeError, AttributeError,
-                OSError) as exc:  # fmt: skip
+        except (req.RequestException, self._dxf_errors.DXFError, ValueError, KeyError,
+                TypeError, OSError) as exc:  # fmt: skip
             raise RegistryError(f"failed {doing} {self.where}: {_short(exc)}") from None
 
-    def check(self, response: Any, what: str) -> None:
-        code = response.status_code
-        if code in (200, 201, 202):
-            return
+    def _refused(self, code: int, what: str) -> NoReturn:
+        """A status that is not success, as the one line it deserves."""
         if code in (401, 403):
             raise RegistryError(
                 f"registry {self.ref.host} denied access to {self.ref.repository} ({code}) "
-                f"{what}; " + LOGIN_HINT.replace("HOST", self.ref.host)
+                f"{what}; {self._hint()}"
             )
         if code == 404 and what.startswith("the manifest "):
             raise RegistryError(
@@ -176,40 +190,38 @@ class Registry:
             )
         raise RegistryError(f"registry {self.where} answered {code} for {what}")
 
-    def _url(self, kind: str, reference: str) -> str:
-        return f"{self._scheme}://{self.ref.host}/v2/{self.ref.repository}/{kind}/{reference}"
-
     def get_manifest(self, reference: str, accept: tuple[str, ...]) -> tuple[str, bytes]:
         """(media type, exact bytes) of a manifest, so its digest can be checked and kept."""
-        with self.errors("fetching the manifest from"):
-            response = self._oras.do_request(
-                self._url("manifests", reference), "GET", headers={"Accept": ", ".join(accept)}
+        with self.errors("fetching the manifest from", f"the manifest {reference}"):
+            response = self._dxf._request(
+                "get", f"manifests/{reference}", headers={"Accept": ", ".join(accept)}
             )
-            self.check(response, f"the manifest {reference}")
-            data = response.content
+            data = bytes(response.content)
         if len(data) > MANIFEST_LIMIT:
             raise RegistryError(f"{self.where}: the manifest is implausibly large")
         if reference.startswith("sha256:") and _sha256(data) != reference:
             raise RegistryError(f"{self.where}: the manifest does not match its digest")
-        return response.headers.get("Content-Type", "").split(";")[0], data
+        return str(response.headers.get("Content-Type", "")).split(";")[0], data
 
     def find_manifest(self, reference: str, accept: tuple[str, ...]) -> tuple[str, bytes] | None:
         """Like get_manifest, with None for a tag that does not exist (yet)."""
-        with self.errors("fetching the manifest from"):
-            response = self._oras.do_request(
-                self._url("manifests", reference), "HEAD", headers={"Accept": ", ".join(accept)}
-            )
-        if response.status_code == 404:
-            return None
+        with self.errors("fetching the manifest from", f"the manifest {reference}"):
+            try:
+                self._dxf._request(
+                    "head", f"manifests/{reference}", headers={"Accept": ", ".join(accept)}
+                )
+            except self._requests.HTTPError as exc:
+                if getattr(exc.response, "status_code", 0) == 404:
+                    return None
+                raise
         return self.get_manifest(reference, accept)
 
     def put_manifest(self, data: bytes, media: str, tag: str) -> str:
         """PUT the exact bytes (not re-serialised: the digest is theirs); returns the digest."""
-        with self.errors("pushing the manifest to"):
-            response = self._oras.do_request(
-                self._url("manifests", tag), "PUT", data=data, headers={"Content-Type": media}
+        with self.errors("pushing the manifest to", "the upload of the manifest"):
+            self._dxf._request(
+                "put", f"manifests/{tag}", data=data, headers={"Content-Type": media}
             )
-            self.check(response, "the upload of the manifest")
         return _sha256(data)
 
     def fetch_blob(self, digest: str, size: int, dest: Path, bar: Bar | None = None) -> None:
@@ -217,57 +229,52 @@ class Registry:
         # Per process: two envunpacks sharing a --cache never write into one file.
         part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
         try:
-            sha, got = self._stream(digest, size, part, bar)
+            self._stream(digest, size, part, bar)
         except BaseException:  # a failure or Ctrl-C mid-blob leaves no partial file behind
             part.unlink(missing_ok=True)
             raise
-        self.traffic.downloaded += got
-        if got != size or f"sha256:{sha.hexdigest()}" != digest:
-            part.unlink(missing_ok=True)
-            raise RegistryError(
-                f"{self.where} served wrong bytes for blob {digest} (got sha256:"
-                f"{sha.hexdigest()}, {got} bytes); the registry's copy is corrupt or was "
-                "tampered with"
-            )
         part.replace(dest)
 
-    def _stream(self, digest: str, size: int, part: Path, bar: Bar | None) -> tuple[Any, int]:
-        sha = hashlib.sha256()
+    def _stream(self, digest: str, size: int, part: Path, bar: Bar | None) -> None:
         got = 0
-        with self.errors("fetching a blob from"):
-            response = self._oras.get_blob(self._container, digest, stream=True)
-            with response:
-                self.check(response, f"blob {digest}")
-                with part.open("wb") as out:
-                    for chunk in response.iter_content(CHUNK):
-                        got += len(chunk)
-                        if got > size:
-                            break  # more than promised: refused below, never stored whole
-                        sha.update(chunk)
-                        out.write(chunk)
-                        if bar is not None:
-                            bar.update(len(chunk))
-        return sha, got
+        with self.errors("fetching a blob from", f"blob {digest}"), part.open("wb") as out:
+            try:
+                # dxf hashes the stream and raises at its end if the digest is wrong.
+                for chunk in self._dxf.pull_blob(digest, chunk_size=CHUNK):
+                    got += len(chunk)
+                    self.traffic.downloaded += len(chunk)
+                    if got > size:  # more than promised: cut off, never stored whole
+                        break
+                    out.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+            except self._dxf_errors.DXFDigestMismatchError as exc:
+                self._wrong(digest, f"{exc.got}, {got} bytes")
+        if got != size:
+            self._wrong(digest, f"{'over ' if got > size else ''}{got} bytes, not {size}")
+
+    def _wrong(self, digest: str, got: str) -> NoReturn:
+        raise RegistryError(
+            f"{self.where} served wrong bytes for blob {digest} (got {got}); the registry's "
+            "copy is corrupt or was tampered with"
+        )
 
     def push_blob(self, path: Path, digest: str, media: str) -> bool:
-        """Upload `path` unless the registry has it (HEAD first); True if it was sent."""
+        """Upload `path` unless the registry has it (HEAD first); True if it was sent.
+
+        `media` is the descriptor's business, not the blob's: a registry stores bytes."""
         size = path.stat().st_size
-        layer: dict[str, Any] = {"mediaType": media, "digest": digest, "size": size}
-        with self.errors("pushing a blob to"):
-            if self._oras.blob_exists(layer, self._container):
+        with self.errors("pushing a blob to", f"the upload of blob {digest}"):
+            try:
+                self._dxf.blob_size(digest)  # HEAD
                 self.traffic.blobs_present += 1
                 return False
-            if self._bearer and not self._push_scope:
-                # oras-py answers a 401 by resending the token it has, which only a new
-                # token can fix when the first one was for pulling: drop it, and the
-                # upload's own challenge (pull,push) gets one.
-                self._oras.auth.token = None
-            if size > CHUNKED_ABOVE:
-                response = self._oras.chunked_upload(str(path), self._container, layer)
-            else:
-                response = self._oras.put_upload(str(path), self._container, layer)
-            self.check(response, f"the upload of blob {digest}")
-        self._push_scope = True
+            except self._requests.HTTPError as exc:
+                if getattr(exc.response, "status_code", 0) != 404:
+                    raise
+            # An open file: requests streams it with a Content-Length, never whole in memory.
+            with path.open("rb") as data:
+                self._dxf.push_blob(data=data, digest=digest, check_exists=False)
         self.traffic.uploaded += size
         self.traffic.blobs_uploaded += 1
         return True
@@ -281,17 +288,12 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def _short(exc: BaseException) -> str:
-    """A requests/oras error as a short clause: the OS reason if there is one, with any
+    """A requests/dxf error as a short clause: the OS or TLS reason if there is one, with any
     user:password@ masked."""
     text = " ".join(str(exc).split())
-    errno_reason = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
-    if errno_reason:
-        text = errno_reason.group(0)
+    reason = re.search(r"\[(?:Errno -?\d+|SSL: \w+)\] [^'\")(]+", text)
+    if reason:
+        text = reason.group(0).strip()
     elif len(text) > 160:
         text = text[:157] + "..."
     return _USERINFO.sub("***@", text)
-
-
-def _forward(msg: dict[str, Any], reporter: Reporter) -> None:
-    if msg.get("level") == "warning":
-        reporter.warn(f"oras: {_USERINFO.sub('***@', str(msg.get('msg')))}")
