@@ -23,12 +23,12 @@ from pathlib import Path, PurePosixPath
 
 from envpack.core import elf
 from envpack.core.errors import EnvpackError, UsageError
+from envpack.core.layout import ARCHES
 from envpack.core.progress import Reporter
 from envpack.packer.fetch import Fetched
 
 LAUNCHER_MAGIC = b"envpack-applnch\0"
 _BLOCK = struct.Struct("<16sQQQQ")
-_ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64"}
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def check_entrypoint(argv: list[str], names: set[str]) -> None:
 
 def find_launcher(platform: str, unpacker: Path, search: list[Path]) -> Path:
     """The launcher beside the chosen envunpack, else in the unpacker search path."""
-    arch = _ARCH[platform]
+    arch = ARCHES[platform]
     name = f"envpack-launcher-{arch}-linux"
     for directory in [unpacker.parent, *search]:
         candidate = directory / name
