@@ -42,6 +42,28 @@ def _pushed_digest(said: str, ref: str) -> str:
     return found[1]
 
 
+def _push_image(project: Path, registry: PlainRegistry, ref: str, cache: Path) -> str:
+    """`envpack --oci-image` on the registry's bookworm base, pushed to `ref`: its stderr."""
+    result = run_cli(
+        *("envpack", project, "--oci-image", "--base", f"oci://{registry.host}/base/bookworm:12"),
+        *("-o", f"oci://{ref}", "--insecure", "--cache", cache),
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stderr.decode()
+
+
+def _pulled_bundle(ref: str, work: Path) -> Path:
+    """The image at `ref` pulled into a layout and unpacked by umoci into a runtime bundle."""
+    layout, bundle = work / "layout", work / "bundle"
+    pull_to_layout(f"oci://{ref}", layout, insecure=True, reporter=SilentReporter())
+    subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    return bundle
+
+
 @pytest.fixture(scope="module")
 def project(
     tmp_path_factory: pytest.TempPathFactory, fixture_channel: FixtureChannel, channel_url: str
@@ -65,20 +87,7 @@ def pushed_image(
         reporter=SilentReporter(),
     )
     ref = f"{registry.host}/apps/fixture:1"
-    result = run_cli(
-        "envpack",
-        project,
-        "--oci-image",
-        "--base",
-        f"oci://{registry.host}/base/bookworm:12",
-        "-o",
-        f"oci://{ref}",
-        "--insecure",
-        "--cache",
-        work / "cache",
-    )
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stderr.decode(), ref
+    return _push_image(project, registry, ref, work / "cache"), ref
 
 
 def test_the_pushed_image_runs_after_a_pull(
@@ -86,14 +95,7 @@ def test_the_pushed_image_runs_after_a_pull(
 ) -> None:
     said, ref = pushed_image
     assert f"pushed oci://{ref}@sha256:" in said
-    layout = tmp_path / "layout"
-    pull_to_layout(f"oci://{ref}", layout, insecure=True, reporter=SilentReporter())
-    bundle = tmp_path / "bundle"
-    subprocess.run(
-        ["umoci", "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
+    bundle = _pulled_bundle(ref, tmp_path)
     ran = run_bundle(bundle, "python", "-c", "import ssl, sqlite3; print('ok')")
     assert ran.stdout.strip() == "ok", ran
 
@@ -117,14 +119,7 @@ def test_the_sbom_is_a_referrer_of_the_image(
     assert (layer["mediaType"], layer["annotations"][TITLE]) == (SBOM_MEDIA, "sbom.cdx.json")
     # The referrer's SBOM is byte for byte the one in the image's last layer.
     sbom = registry.blob_file(layer["digest"]).read_bytes()
-    layout = tmp_path / "layout"
-    pull_to_layout(f"oci://{ref}", layout, insecure=True, reporter=SilentReporter())
-    bundle = tmp_path / "bundle"
-    subprocess.run(
-        ["umoci", "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
+    bundle = _pulled_bundle(ref, tmp_path)
     assert (bundle / "rootfs" / "app" / "sbom.cdx.json").read_bytes() == sbom
     assert json.loads(sbom)["bomFormat"] == "CycloneDX"
 
@@ -134,21 +129,9 @@ def test_pushing_the_same_image_again_sends_no_blob_and_keeps_one_referrer(
 ) -> None:
     said, ref = pushed_image
     before = len(registry.access())
-    result = run_cli(
-        "envpack",
-        project,
-        "--oci-image",
-        "--base",
-        f"oci://{registry.host}/base/bookworm:12",
-        "-o",
-        f"oci://{ref}",
-        "--insecure",
-        "--cache",
-        tmp_path / "cache",
-    )
-    assert result.returncode == 0, result.stderr.decode()
+    again = _push_image(project, registry, ref, tmp_path / "cache")
     first = _pushed_digest(said, ref)
-    assert _pushed_digest(result.stderr.decode(), ref) == first  # the same image digest
+    assert _pushed_digest(again, ref) == first  # the same image digest
     uploads = [a for a in registry.access()[before:] if a.method in ("POST", "PATCH")]
     assert uploads == []
     index = skopeo_raw(registry, f"apps/fixture:{first.replace(':', '-')}")

@@ -31,57 +31,49 @@ SAW = (
 )
 
 
+def _tools(base: Path) -> Path:
+    """The static envunpack(s) and freshly built launchers, side by side as envpack looks."""
+    if not UNPACKER.is_file():
+        pytest.skip(f"{UNPACKER.name} is not built: run scripts/build-unpacker")
+    tools = base / "tools"
+    tools.mkdir()
+    for unpacker in (UNPACKER, ARM_UNPACKER):
+        if unpacker.is_file():
+            (tools / unpacker.name).symlink_to(unpacker)
+    subprocess.run([ROOT / "scripts" / "build-launcher", "--out", tools], check=True)
+    return tools
+
+
+def _make_app(
+    project: Path, unpacker: Path, entrypoint: str, out: Path, *extra: str | Path
+) -> Path:
+    result = run_cli(
+        *("envpack", project, "--create-executable", "--unpacker", unpacker),
+        *("--entrypoint", entrypoint, "-o", out, "-q", *extra),
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return out
+
+
 @pytest.fixture(scope="module")
 def app_files(
     tmp_path_factory: pytest.TempPathFactory, fixture_channel: FixtureChannel
 ) -> dict[str, Path]:
-    if not UNPACKER.is_file():
-        pytest.skip(f"{UNPACKER.name} is not built: run scripts/build-unpacker")
     base = tmp_path_factory.mktemp("app")
-    tools = base / "tools"
-    tools.mkdir()
-    (tools / UNPACKER.name).symlink_to(UNPACKER)
-    subprocess.run([ROOT / "scripts" / "build-launcher", "--out", tools], check=True)
+    tools = _tools(base)
     with serve_directory(fixture_channel.root) as url:
         project = lock_for(fixture_channel.lock_v6, url, base / "project").parent
-        app = base / "app.run"
-        result = run_cli(
-            "envpack",
-            project,
-            "--create-executable",
-            "--unpacker",
-            tools / UNPACKER.name,
-            "--entrypoint",
-            "python",
-            "-o",
-            app,
-            "--cache",
-            base / "c",
-            "-q",
-        )
-        assert result.returncode == 0, result.stderr.decode()
+        cache = ("--cache", base / "c")
+        app = _make_app(project, tools / UNPACKER.name, "python", base / "app.run", *cache)
         files = {"app": app}
         if ARM_UNPACKER.is_file():
-            (tools / ARM_UNPACKER.name).symlink_to(ARM_UNPACKER)
-            arm = base / "app-arm.run"
-            result = run_cli(
-                "envpack",
+            files["arm"] = _make_app(
                 project,
-                "-p",
-                "linux-aarch64",
-                "--create-executable",
-                "--unpacker",
                 tools / ARM_UNPACKER.name,
-                "--entrypoint",
                 "python",
-                "-o",
-                arm,
-                "--cache",
-                base / "c",
-                "-q",
+                base / "app-arm.run",
+                *("-p", "linux-aarch64", *cache),
             )
-            assert result.returncode == 0, result.stderr.decode()
-            files["arm"] = arm
     payload = selfextract.find_payload(app)
     assert payload is not None
     bad = base / "bad.run"
@@ -221,30 +213,11 @@ def test_unwritable_app_home_is_one_error_line(
 @pytest.fixture(scope="module")
 def static_app(tmp_path_factory: pytest.TempPathFactory, fixture_channel: FixtureChannel) -> Path:
     """An app file whose env is busybox alone, a static program: it needs no glibc at all."""
-    if not UNPACKER.is_file():
-        pytest.skip(f"{UNPACKER.name} is not built: run scripts/build-unpacker")
     base = tmp_path_factory.mktemp("static-app")
-    tools = base / "tools"
-    tools.mkdir()
-    (tools / UNPACKER.name).symlink_to(UNPACKER)
-    subprocess.run([ROOT / "scripts" / "build-launcher", "--out", tools], check=True)
+    tools = _tools(base)
     with serve_directory(fixture_channel.root) as url:
         project = lock_for(fixture_channel.lock_static, url, base / "project").parent
-        app = base / "busybox.run"
-        result = run_cli(
-            "envpack",
-            project,
-            "--create-executable",
-            "--unpacker",
-            tools / UNPACKER.name,
-            "--entrypoint",
-            "busybox",
-            "-o",
-            app,
-            "-q",
-        )
-        assert result.returncode == 0, result.stderr.decode()
-    return app
+        return _make_app(project, tools / UNPACKER.name, "busybox", base / "busybox.run")
 
 
 def test_first_and_second_run_in_the_empty_root(
