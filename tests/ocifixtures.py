@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import json
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -123,6 +124,26 @@ def docker_config(where: Path, registry: PlainRegistry, password: str | None = N
     where.mkdir(parents=True, exist_ok=True)
     path = where / "config.json"
     path.write_text(json.dumps({"auths": {registry.host: {"auth": token}}}))
+    return path
+
+
+def helper_program(path: Path, registry: PlainRegistry, asked: Path) -> Path:
+    """A docker credential helper, speaking the protocol docker's helpers speak: `get`, the
+    server on stdin, JSON on stdout; it knows only `registry`'s login and notes what it was
+    asked for in `asked`."""
+    known = json.dumps(
+        {"ServerURL": registry.host, "Username": registry.user, "Secret": registry.password}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = get ] || { echo "unknown action $1" >&2; exit 1; }\n'
+        f'read -r server; printf %s "$server" > {shlex.quote(str(asked))}\n'
+        f'if [ "$server" = {shlex.quote(registry.host)} ]; then\n'
+        f"  printf '%s' {shlex.quote(known)}\n"
+        'else echo "credentials not found in native keychain"; exit 1; fi\n'
+    )
+    path.chmod(0o755)
     return path
 
 

@@ -304,5 +304,5 @@ def test_a_login_kept_by_a_credential_helper_is_one_error_line(
         "REGISTRY_AUTH_FILE": "",
     }
     result = unpack(f"oci://{auth_registry.host}/private/env:v1", tmp_path / "app", env=env)
-    assert_one_error_line(result, "docker-credential-desktop", "cannot use yet", str(config))
+    assert_one_error_line(result, "docker-credential-desktop", "not on PATH", str(config))
     assert not (tmp_path / "app").exists()

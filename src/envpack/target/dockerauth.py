@@ -1,9 +1,9 @@
 """Registry logins as docker and podman store them: which file, which entry, which user.
 
 `docker login` writes ~/.docker/config.json (or $DOCKER_CONFIG/config.json); podman and
-skopeo write $REGISTRY_AUTH_FILE in the same format. A credential helper (credsStore,
-credHelpers) is an external program envpack does not run yet: a host whose login lives in
-one is reported as such (a `Helper`), so the caller can say so instead of going in anonymous.
+skopeo write $REGISTRY_AUTH_FILE in the same format. A host whose login lives in a
+credential helper (credsStore, credHelpers) is reported as a `Helper`, which credhelper.py
+runs only when the registry asks for a login.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from envpack.core.errors import EnvpackError, RegistryError
 from envpack.core.layout import CHUNK
 from envpack.core.ociref import OciRef
 from envpack.core.progress import Bar, Reporter
+from envpack.target.credhelper import ask_helper
 from envpack.target.dockerauth import Helper, Login, credential_files, find_login
 
 __all__ = ["LOGIN_HINT", "Registry", "Traffic", "credential_files"]
@@ -84,9 +85,11 @@ class Registry:
         return f"{self.ref.host}/{self.ref.repository}"
 
     @cached_property
-    def _login(self) -> Login | Helper | None:
-        """Read when the registry first asks: an anonymous pull never opens an auth file."""
-        return find_login(self.ref.host)
+    def _login(self) -> Login | None:
+        """Read when the registry first asks: an anonymous pull never opens an auth file,
+        nor runs a credential helper."""
+        found = find_login(self.ref.host)
+        return ask_helper(found, self.ref.host) if isinstance(found, Helper) else found
 
     def _hint(self) -> str:
         return LOGIN_HINT.replace("HOST", self.ref.host)
@@ -113,13 +116,6 @@ class Registry:
     def _answer(self, session: Any, response: Any) -> None:
         """dxf's auth callback, on any 401: answer the challenge with the login, asking a
         token server for pull, or pull,push when the request writes."""
-        if isinstance(self._login, Helper):
-            raise RegistryError(
-                f"the login for {self.ref.host} is kept by the credential helper "
-                f"docker-credential-{self._login.name} ({self._login.source}), which envpack "
-                "cannot use yet; point REGISTRY_AUTH_FILE at an auth.json holding the login "
-                f"(`podman login --authfile FILE {self.ref.host}` writes one)"
-            )
         bearer = response.headers.get("Www-Authenticate", "").lower().startswith("bearer")
         if not bearer and self._login is None:
             raise RegistryError(f"registry {self.ref.host} needs credentials (401); {self._hint()}")
