@@ -112,6 +112,36 @@ def test_update_with_the_v1_cache_fetches_only_the_changed_blobs(
     assert full == sum(v2.values())
 
 
+def test_prune_cache_keeps_only_the_env_just_unpacked(
+    project: Project, registry: PlainRegistry, tmp_path: Path
+) -> None:
+    ref = f"oci://{registry.host}/prune/env"
+    pushed(project, f"{ref}:v1")
+    pushed(project, f"{ref}:v2", v2=True)
+    v1 = {d.split(":")[1] for d in blob_digests(manifest_of(registry, "prune/env:v1"))}
+    v2 = {d.split(":")[1] for d in blob_digests(manifest_of(registry, "prune/env:v2"))}
+    cache = tmp_path / "cache"
+    blobs = cache / "blobs" / "sha256"
+    assert unpack(f"{ref}:v1", tmp_path / "app", "--cache", cache).returncode == 0
+    assert unpack(f"{ref}:v2", tmp_path / "app", "--cache", cache, "--force").returncode == 0
+    assert {p.name for p in blobs.iterdir()} == v1 | v2
+    (blobs / f"{'0' * 64}.4242.part").write_bytes(b"another pull, mid-blob")
+    # A failed unpack prunes nothing: the env it would replace still has its blobs.
+    failed = unpack(f"{ref}:v2", tmp_path / "app", "--cache", cache, "--prune-cache")
+    assert_one_error_line(failed, "already exists")
+    assert {p.name for p in blobs.iterdir() if not p.name.endswith(".part")} == v1 | v2
+    rolled_back = unpack(
+        f"{ref}:v1", tmp_path / "app", "--cache", cache, "--prune-cache", "--force"
+    )
+    assert rolled_back.returncode == 0, rolled_back.stderr.decode()
+    assert "pruned" in rolled_back.stderr.decode()
+    assert {p.name for p in blobs.iterdir()} == v1 | {f"{'0' * 64}.4242.part"}
+    assert not (tmp_path / "app/env/lib/python3.11/site-packages/hello_envpack").exists()
+    for extra in (("--list",), ("--check",), ()):
+        refused = run_cli("envunpack", f"{ref}:v1", "--prune-cache", "--insecure", *extra)
+        assert_one_error_line(refused, "--prune-cache needs --cache DIR")
+
+
 def _since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {d: n - before.get(d, 0) for d, n in after.items() if n != before.get(d, 0)}
 

@@ -54,6 +54,7 @@ class PullOptions:
     cache: Path | None = None  # a blob store kept between pulls
     insecure: bool = False  # plain HTTP
     manifest_only: bool = False  # `--list`: envpack.json alone, no layer fetched
+    prune: bool = False  # after a good unpack, the cache keeps this env's blobs only
 
 
 @dataclass
@@ -103,6 +104,8 @@ def pulled(text: str, options: PullOptions, reporter: Reporter) -> Iterator[Pull
             for name, blob in [(MANIFEST_NAME, config_path), *blobs.items()]:
                 _place(blob, view / name)
             yield Pulled(view, registry.traffic)
+            if options.prune and options.cache is not None:  # only after a good unpack
+                _prune(store, {p.name for p in (config_path, *blobs.values())}, reporter)
         finally:
             shutil.rmtree(view, ignore_errors=True)
 
@@ -211,6 +214,25 @@ def _store(cache: Path | None) -> Iterator[Path]:
     except OSError as exc:
         raise output_error(cache, exc, "creating the blob cache") from None
     yield cache
+
+
+def _prune(store: Path, keep: set[str], reporter: Reporter) -> None:
+    """Blobs this pull did not use go, so a fleet's cache holds one version, not all.
+
+    Only finished blobs (64-hex names): another pull's `.part` file is left alone."""
+    count = freed = 0
+    for blob in (store / "blobs" / "sha256").iterdir():
+        if len(blob.name) == 64 and blob.name not in keep:
+            try:
+                size = blob.stat().st_size
+                blob.unlink()
+            except FileNotFoundError:  # a concurrent prune took it
+                continue
+            except OSError as exc:  # the env is in place: a cache left fuller is no failure
+                reporter.warn(f"cannot prune {blob}: {exc.strerror}")
+                continue
+            count, freed = count + 1, freed + size
+    reporter.info(f"pruned {count} unused blobs ({freed / 1e6:.1f} MB) from {store}")
 
 
 def _fetch(

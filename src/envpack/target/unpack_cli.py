@@ -123,6 +123,14 @@ def main_command(
             "fetches only the blobs that changed. [default: a temp dir, removed after]",
         ),
     ] = None,
+    prune_cache: Annotated[
+        bool,
+        typer.Option(
+            "--prune-cache",
+            help="With --cache: after a good unpack, remove the cached blobs this env does "
+            "not use, so the cache holds one version. Not for a cache other envs share.",
+        ),
+    ] = False,
     insecure: InsecureFlag = False,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
@@ -175,9 +183,11 @@ def main_command(
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     if (cache is not None or insecure) and not is_oci(archive):
         raise UsageError("--cache and --insecure are for oci:// references only")
+    if prune_cache and (cache is None or list_only or check_only):
+        raise UsageError("--prune-cache needs --cache DIR and an unpack (not --list or --check)")
     # --list needs only envpack.json; --list --sbom reads the SBOM through the whole pack.
     manifest_only = list_only and not sbom
-    pull = PullOptions(cache, insecure, manifest_only) if is_oci(archive) else None
+    pull = PullOptions(cache, insecure, manifest_only, prune_cache) if is_oci(archive) else None
     options = unpack.UnpackOptions(
         output_dir=output_directory,
         env_name=env_name,
