@@ -47,7 +47,8 @@ InsecureFlag = Annotated[
     typer.Option(
         "--insecure",
         help="Talk plain HTTP to an oci:// registry (e.g. one on localhost). "
-        "Credentials come from ~/.docker/config.json, $DOCKER_CONFIG or $REGISTRY_AUTH_FILE.",
+        "Credentials come from ~/.docker/config.json (and its credential helpers), "
+        "$DOCKER_CONFIG or $REGISTRY_AUTH_FILE.",
     ),
 ]
 

@@ -235,6 +235,10 @@ def main_command(
       envpack --dry-run --json                # what would be packed
 
       envpack --sbom-only -o sbom.json        # its SBOM, without downloading
+
+      envpack --oci-image -o app.oci.tar      # a runnable image (see --base)
+
+      envpack -o oci://HOST/team/env:v1       # push it to a registry
     """
     # Imported here, not at the top: `--help` and `--version` should not pay for them.
     from envpack.packer.fetch import FetchOptions
