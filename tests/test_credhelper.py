@@ -81,4 +81,4 @@ def test_a_missing_or_hanging_helper_is_one_clear_error(
         ask_helper(Helper("nowhere", "/etc/auth.json"), HOST)
     monkeypatch.setattr(credhelper, "_TIMEOUT", 1)
     with pytest.raises(RegistryError, match=r"gave no login for .* in 1 s"):
-        ask_helper(_helper(bin_dir, "slow", "sleep 30"), HOST)
+        ask_helper(_helper(bin_dir, "slow", "exec sleep 30"), HOST)
