@@ -11,6 +11,7 @@ import docker.errors
 
 from devtools.bench.common import BIN, FROZEN, NOT_BUILT, frozen_available, say
 from devtools.bench.measure import Contestant, median, race, ratio, sh
+from devtools.bench.sharedlayers import measure_sharing
 from devtools.bench.tables import Section, secs, table
 from devtools.bench.workspace import Workspace
 from devtools.ociimages import base_image
@@ -73,6 +74,7 @@ def bench_image(ws: Workspace, runs: int) -> Section:
         out = client.containers.run(tag, ["python", "-c", probe], network_mode="none", remove=True)
         assert out == b"ok\n", (tag, out)
     layers = len(client.images.get(OURS_TAG).attrs["RootFS"]["Layers"])
+    sharing = measure_sharing(ours, image, base, ws.tmp)
     for tag in (OURS_TAG, DOCKER_TAG, BASE_TAG):
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(tag, force=True)
@@ -86,6 +88,7 @@ def bench_image(ws: Workspace, runs: int) -> Section:
         f"Image sizes in the engine: envpack {sizes[OURS_TAG] / mb:.1f} MB ({layers} layers), "
         f"docker build {sizes[DOCKER_TAG] / mb:.1f} MB; the base alone {base_size / mb:.1f} MB. "
         f"The OCI archive file: {image.stat().st_size / mb:.1f} MB.",
+        *sharing.lines,
         "",
         *table(["build", "median"], rows),
     ]
@@ -94,5 +97,6 @@ def bench_image(ws: Workspace, runs: int) -> Section:
         "image_size_mb": sizes[OURS_TAG] / mb,
         "docker_build_size_mb": sizes[DOCKER_TAG] / mb,
         "image_layers": float(layers),
+        **sharing.figures,
     }
     return Section(title, lines, figures)
