@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from devtools.httpserver import FaultServer
+from devtools.registries import PlainRegistry
+from devtools.serverproc import free_port
 from envpack.core.manifest import manifest_from_json
 from envpack.core.ociref import TITLE, parse_ref
 from envpack.core.progress import SilentReporter
@@ -34,8 +36,6 @@ from tests.ocifixtures import (
     registry,
     secrets,
 )
-from tests.registries import PlainRegistry
-from tests.servers import free_port
 
 __all__ = ["auth_registry", "bearer_registry", "project", "registry"]  # fixtures, used by name
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devtools.registries import PlainRegistry
 from envpack.core.archive import iter_members
 from envpack.core.layout import SBOM_NAME
 from envpack.core.ociref import INDEX_TYPE, MANIFEST_TYPE, TITLE, parse_ref
@@ -21,7 +22,6 @@ from envpack.packer.ocipush import push_layout
 from envpack.packer.ocisbom import EMPTY, EMPTY_MEDIA, SBOM_MEDIA, push_sbom_referrer
 from envpack.target.registry import Registry
 from tests.ocifixtures import image_layout, registry
-from tests.registries import PlainRegistry
 
 __all__ = ["registry"]  # a fixture, used by name
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.registries import PlainRegistry
 from envpack.core.ociref import INDEX_TYPE, TITLE, parse_ref
 from envpack.core.progress import SilentReporter
 from envpack.packer.ocipush import push_layout
@@ -21,7 +22,6 @@ from envpack.target.ocipull import pull_to_layout
 from tests.clirun import assert_one_error_line, run_cli
 from tests.ocifixtures import registry
 from tests.ocirun import base_from_rootfs, run_bundle
-from tests.registries import PlainRegistry
 
 __all__ = ["registry"]  # a fixture, used by name
 

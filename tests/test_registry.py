@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools.registries import PlainRegistry
+from devtools.serverproc import free_port
 from envpack.core.errors import RegistryError
 from envpack.core.ociref import MANIFEST_TYPE, parse_ref
 from envpack.core.progress import SilentReporter
 from envpack.target.registry import Registry, credential_files
 from tests.ocifixtures import auth_registry, bearer_registry, docker_config, registry, secrets
-from tests.registries import PlainRegistry
-from tests.servers import free_port
 
 __all__ = ["auth_registry", "bearer_registry", "registry"]  # fixtures, used by name
 
