@@ -66,7 +66,7 @@ def _measure(ws: Workspace, registry: PlainRegistry, runs: int) -> Section:
     push_ratio = second_push / first_push
 
     lines = [
-        f"v1 is the bench env, v2 the same plus one package ({wheel.name}, "
+        f"v1 is the {ws.kind} env, v2 the same plus one package ({wheel.name}, "
         f"{wheel.stat().st_size:,} B: {share:.4%} of v2's {mb(v2_blobs)} of blobs). Bytes from "
         "docker-registry 2.8's access log on 127.0.0.1.",
         "",
