@@ -18,6 +18,7 @@ from envpack.core.ociref import INDEX_TYPE, TITLE, parse_ref
 from envpack.core.progress import SilentReporter
 from envpack.packer.ocipush import push_layout
 from envpack.packer.ocisbom import EMPTY_MEDIA, SBOM_MEDIA
+from envpack.packer.registrypush import PushSession
 from envpack.target.ocipull import pull_to_layout
 from tests.clirun import assert_one_error_line, run_cli
 from tests.ocifixtures import registry
@@ -82,9 +83,7 @@ def pushed_image(
     layout, _ = base_from_rootfs("bookworm", "amd64", work / "bases")
     push_layout(
         layout,
-        parse_ref(f"oci://{registry.host}/base/bookworm:12"),
-        insecure=True,
-        reporter=SilentReporter(),
+        PushSession(parse_ref(f"oci://{registry.host}/base/bookworm:12"), True, SilentReporter()),
     )
     ref = f"{registry.host}/apps/fixture:1"
     return _push_image(project, registry, ref, work / "cache"), ref

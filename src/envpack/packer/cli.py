@@ -160,6 +160,7 @@ def main_command(
     dest_prefix: ociopts.DestPrefixOption = ociopts.DEFAULT_DEST,
     base: ociopts.BaseOption = None,
     cmd: ociopts.CmdOption = None,
+    mount_from: ociopts.MountFromOption = None,
     unpacker: Annotated[
         Path | None,
         typer.Option(
@@ -256,6 +257,7 @@ def main_command(
         output=None if output == "-" or output.startswith("oci://") else Path(output),
         registry=output if output.startswith("oci://") else None,
         insecure=insecure,
+        mount_from=ociopts.mount_sources(mount_from, output),
         force=force,
         environment=environment,
         platform=platform,
