@@ -76,9 +76,10 @@ def project(
 @pytest.fixture(scope="module")
 def pushed_image(
     project: Path, registry: PlainRegistry, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, str]:
+) -> tuple[str, str, int]:
     """The bookworm base pushed to the registry, then the image built on it from there and
-    pushed: (the envpack run's stderr, the image's reference)."""
+    pushed: (the envpack run's stderr, the image's reference, the access log's length
+    before that push)."""
     work = tmp_path_factory.mktemp("ship-work")
     layout, _ = base_from_rootfs("bookworm", "amd64", work / "bases")
     push_layout(
@@ -86,13 +87,32 @@ def pushed_image(
         PushSession(parse_ref(f"oci://{registry.host}/base/bookworm:12"), True, SilentReporter()),
     )
     ref = f"{registry.host}/apps/fixture:1"
-    return _push_image(project, registry, ref, work / "cache"), ref
+    since = len(registry.access())
+    said = _push_image(project, registry, ref, work / "cache")
+    return said, ref, since
+
+
+def test_the_base_from_the_same_registry_is_mounted_not_uploaded(
+    pushed_image: tuple[str, str, int], registry: PlainRegistry
+) -> None:
+    since = pushed_image[2]
+    base = skopeo_raw(registry, "base/bookworm:12")
+    image = skopeo_raw(registry, "apps/fixture:1")
+    base_layers = {layer["digest"]: int(layer["size"]) for layer in base["layers"]}
+    assert set(base_layers) <= {layer["digest"] for layer in image["layers"]}
+    assert set(registry.mounts(since)) == set(base_layers)
+    uploaded = set(registry.uploads(since))
+    assert not uploaded & set(base_layers)
+    own = {d["digest"]: int(d["size"]) for d in [image["config"], *image["layers"]]}
+    env = {d: size for d, size in own.items() if d not in base_layers}
+    assert set(env) <= uploaded  # the env's layers and config went up; the rest: the SBOM's
+    assert registry.uploaded_bytes(since) < sum(env.values()) + 1_000_000
 
 
 def test_the_pushed_image_runs_after_a_pull(
-    pushed_image: tuple[str, str], registry: PlainRegistry, tmp_path: Path
+    pushed_image: tuple[str, str, int], registry: PlainRegistry, tmp_path: Path
 ) -> None:
-    said, ref = pushed_image
+    said, ref, _ = pushed_image
     assert f"pushed oci://{ref}@sha256:" in said
     bundle = _pulled_bundle(ref, tmp_path)
     ran = run_bundle(bundle, "python", "-c", "import ssl, sqlite3; print('ok')")
@@ -100,9 +120,9 @@ def test_the_pushed_image_runs_after_a_pull(
 
 
 def test_the_sbom_is_a_referrer_of_the_image(
-    pushed_image: tuple[str, str], registry: PlainRegistry, tmp_path: Path
+    pushed_image: tuple[str, str, int], registry: PlainRegistry, tmp_path: Path
 ) -> None:
-    said, ref = pushed_image
+    said, ref, _ = pushed_image
     image = skopeo_raw(registry, "apps/fixture:1")
     digest = _pushed_digest(said, ref)
     assert image["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
@@ -124,9 +144,9 @@ def test_the_sbom_is_a_referrer_of_the_image(
 
 
 def test_pushing_the_same_image_again_sends_no_blob_and_keeps_one_referrer(
-    pushed_image: tuple[str, str], project: Path, registry: PlainRegistry, tmp_path: Path
+    pushed_image: tuple[str, str, int], project: Path, registry: PlainRegistry, tmp_path: Path
 ) -> None:
-    said, ref = pushed_image
+    said, ref, _ = pushed_image
     before = len(registry.access())
     again = _push_image(project, registry, ref, tmp_path / "cache")
     first = _pushed_digest(said, ref)
