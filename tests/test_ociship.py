@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,22 @@ def test_a_missing_base_tag_is_one_line(
     )
     assert_one_error_line(result, "nope")
     assert not out.exists()
+
+
+def test_the_push_is_the_image_a_file_would_hold(
+    pushed_image: tuple[str, str, int], project: Path, registry: PlainRegistry, tmp_path: Path
+) -> None:
+    """The push goes from the build's blob dir, no archive in between: the same inputs
+    written to a file give the very manifest that was pushed."""
+    said, ref, _ = pushed_image
+    out = tmp_path / "app.oci.tar"
+    result = run_cli(
+        *("envpack", project, "--oci-image", "--base", f"oci://{registry.host}/base/bookworm:12"),
+        *("-o", out, "--insecure", "--cache", tmp_path / "cache"),
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    with tarfile.open(out) as tar:
+        index = tar.extractfile("index.json")
+        assert index is not None
+        (entry,) = json.load(index)["manifests"]
+    assert entry["digest"] == _pushed_digest(said, ref)

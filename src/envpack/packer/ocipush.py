@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,24 +104,35 @@ def push_layout(
         with tempfile.TemporaryDirectory(prefix="envpack-layout-") as tmp:
             _extract(layout, Path(tmp))
             return push_layout(Path(tmp), registry, name=name, mounts=mounts)
-    ref, reporter, mounts = registry.ref, registry.reporter, mounts or {}
     entry = _index_entry(layout, name)
-    manifest_bytes = _blob(layout, entry["digest"]).read_bytes()
-    document = json.loads(manifest_bytes)
-    if document.get("mediaType", entry.get("mediaType")) == INDEX_TYPE:
+    manifest = _blob(layout, entry["digest"]).read_bytes()
+    if json.loads(manifest).get("mediaType", entry.get("mediaType")) == INDEX_TYPE:
         raise UsageError(f"{layout}: multi-platform indexes are not pushed yet; push one image")
+    media = json.loads(manifest).get("mediaType") or entry.get("mediaType") or MANIFEST_TYPE
+    return push_image(registry, manifest, lambda digest: _blob(layout, digest), mounts, media)
+
+
+def push_image(
+    registry: PushSession,
+    manifest: bytes,
+    blob: Callable[[str], Path],
+    mounts: Mapping[str, str] | None = None,
+    media: str = MANIFEST_TYPE,
+) -> Pushed:
+    """Push an image manifest's blobs (`blob` finds each digest's file), then its exact bytes."""
+    ref, reporter, mounts = registry.ref, registry.reporter, mounts or {}
+    document = json.loads(manifest)
     descriptors = [document["config"], *document.get("layers", [])]
     bar = reporter.bar("push", sum(int(d["size"]) for d in descriptors), "B")
     try:
         for descriptor in descriptors:
             digest = descriptor["digest"]
             sources = [mounts[digest]] if digest in mounts else []
-            registry.push_blob(_blob(layout, digest), digest, descriptor["mediaType"], sources)
+            registry.push_blob(blob(digest), digest, descriptor["mediaType"], sources)
             bar.update(int(descriptor["size"]))
     finally:
         bar.close()
-    media = document.get("mediaType") or entry.get("mediaType") or MANIFEST_TYPE
-    digest = registry.put_manifest(manifest_bytes, media, ref.tag or "latest")
+    digest = registry.put_manifest(manifest, media, ref.tag or "latest")
     return Pushed(ref, digest, sum(int(d["size"]) for d in descriptors), registry.traffic)
 
 
