@@ -81,11 +81,11 @@ def test_a_per_blob_source_is_tried_first_and_its_own_repo_never(
     assert registry.mounts(since) == [digest]
 
 
-def test_a_token_login_mounts_or_uploads_but_never_fails(
+def test_a_token_login_mounts_with_the_scope_the_registry_asks(
     bearer_registry: PlainRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A token scoped to the pushed-to repository may not read the mount's source: the
-    registry then answers 401 or 202, and the blob is uploaded."""
+    """A mount needs pull on its source as well: distribution's challenge names both
+    repositories, and the token asked for is the challenge's scope, not this repository's."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DOCKER_CONFIG", raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bearer_registry.ca))
@@ -94,10 +94,10 @@ def test_a_token_login_mounts_or_uploads_but_never_fails(
     _session(bearer_registry, "tok/source").push_blob(path, digest, "text/plain")
     since = len(bearer_registry.access())
     target = _session(bearer_registry, "tok/target", "tok/source")
-    target.push_blob(path, digest, "text/plain")
-    sent = target.traffic
-    assert (sent.blobs_mounted, sent.blobs_uploaded) in ((1, 0), (0, 1))
-    assert bearer_registry.uploaded_bytes(since) == sent.uploaded
+    assert target.push_blob(path, digest, "text/plain") is False
+    assert (target.traffic.blobs_mounted, target.traffic.blobs_uploaded) == (1, 0)
+    assert bearer_registry.mounts(since) == [digest]
+    assert bearer_registry.uploaded_bytes(since) == 0
     target.fetch_blob(digest, path.stat().st_size, tmp_path / "down")
     assert (tmp_path / "down").read_bytes() == path.read_bytes()
 

@@ -5,8 +5,9 @@ Packer-only: envunpack never writes to a registry, so none of this is in the fro
 A cross-repository mount (`POST …/blobs/uploads/?mount=DIGEST&from=REPO`, python-dxf's
 mount_blob) costs the registry a link and the network nothing; a registry that will not
 mount (no such blob there, mounts disabled) answers with an upload session instead (202),
-or with 401/403 when the login may not read REPO; the blob is then uploaded as it would
-have been. A refused mount is no error.
+or with 401/403 when the login may not read REPO (a token login asks for the scope the
+registry's challenge names, which for a mount includes REPO: registry.py); the blob is then
+uploaded as it would have been. A refused mount is no error.
 """
 
 from __future__ import annotations
@@ -76,9 +77,7 @@ class PushSession(Registry):
             except self._dxf_errors.DXFMountFailed:
                 continue  # 202: the registry opened an upload session instead; it expires
             except self._dxf_errors.DXFUnauthorizedError:
-                # dxf asks a token server for this repository's scope only, so a token
-                # login may not read `repository`: the registry says 401.
-                continue
+                continue  # the login may not read `repository`
             except self._requests.HTTPError as exc:
                 if getattr(exc.response, "status_code", 0) not in (401, 403):
                     raise

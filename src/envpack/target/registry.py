@@ -109,7 +109,7 @@ class Registry:
 
     def _answer(self, session: Any, response: Any) -> None:
         """dxf's auth callback, on any 401: answer the challenge with the login, asking a
-        token server for pull, or pull,push when the request writes."""
+        token server for the challenge's scope, else pull, or pull,push for a write."""
         if isinstance(self._login, Helper):
             raise RegistryError(
                 f"the login for {self.ref.host} is kept by the credential helper "
@@ -117,11 +117,14 @@ class Registry:
                 "cannot use yet; point REGISTRY_AUTH_FILE at an auth.json holding the login "
                 f"(`podman login --authfile FILE {self.ref.host}` writes one)"
             )
-        bearer = response.headers.get("Www-Authenticate", "").lower().startswith("bearer")
+        challenge = response.headers.get("Www-Authenticate", "")
+        bearer = challenge.lower().startswith("bearer")
         if not bearer and self._login is None:
             raise RegistryError(f"registry {self.ref.host} needs credentials (401); {self._hint()}")
         method = str(getattr(response.request, "method", "GET")).upper()
-        actions = ["pull", "push"] if method in _WRITES else ["pull"]
+        actions: list[str] | None = ["pull", "push"] if method in _WRITES else ["pull"]
+        if 'scope="' in challenge:  # what the registry asks for; a mount's names its source too
+            actions = None
         user = self._login.username if self._login else None
         password = self._login.password if self._login else None
         # dxf refuses any login over plain HTTP; --insecure is the user saying this registry
