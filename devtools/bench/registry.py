@@ -1,5 +1,6 @@
-"""The env through a real registry: what an update pulls and a second push sends, from the
-registry's own access log, and a full pull's wall time against `skopeo copy`.
+"""The env through a real registry: what an update pulls and a second push sends (also to a
+new repository with --mount-from), from the registry's own access log, and a full pull's
+wall time against `skopeo copy`.
 
 v1 is the bench env; v2 is v1 plus one package (`--inject` of the tiny wheel, the pair the
 update test uses). Bytes are the registry's, not envpack's own count: what it served for the
@@ -50,6 +51,10 @@ def _measure(ws: Workspace, registry: PlainRegistry, runs: int) -> Section:
     say("registry: push v1, push v2 (one package more)")
     mark = step(*pack, "-o", f"{repo}:v1")
     first_push = registry.uploaded_bytes(mark)
+    # v2 into a new repository, mounting what v1's holds: the cross-repository path.
+    other = f"oci://{registry.host}/bench/env-b"
+    mark = step(*pack, "--inject", wheel, "-o", f"{other}:v2", "--mount-from", "bench/env")
+    mounted_push, mounted = registry.uploaded_bytes(mark), len(registry.mounts(mark))
     mark = step(*pack, "--inject", wheel, "-o", f"{repo}:v2")
     second_push = registry.uploaded_bytes(mark)
     blobs_sent = len(registry.uploads(mark))
@@ -79,6 +84,11 @@ def _measure(ws: Workspace, registry: PlainRegistry, runs: int) -> Section:
                     f"{second_push:,} ({blobs_sent} blobs)",
                     f"{push_ratio:.4%}",
                 ],
+                [
+                    "v2 to a new repository, --mount-from v1's (holds v1 only)",
+                    f"{mounted_push:,} ({mounted} blobs mounted)",
+                    f"{mounted_push / first_push:.4%}",
+                ],
                 ["full pull (v2, no cache)", f"{full_pull:,}", "1"],
                 ["update pull (v2, v1 cache)", f"{update_pull:,}", f"{update_ratio:.4%}"],
             ],
@@ -91,6 +101,7 @@ def _measure(ws: Workspace, registry: PlainRegistry, runs: int) -> Section:
         "registry_update_pull_ratio": update_ratio,
         "registry_update_pull_over_share": update_ratio - share,
         "registry_second_push_ratio": push_ratio,
+        "registry_mounted_push_ratio": mounted_push / first_push,
     }
     if shutil.which("skopeo") is not None:
         lines += ["", *_pull_vs_skopeo(ws, f"{repo}:v2", runs, figures)]
