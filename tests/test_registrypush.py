@@ -21,6 +21,7 @@ from tests.ocifixtures import (
     docker_config,
     manifest_of,
     project,
+    push,
     pushed,
     registry,
 )
@@ -132,9 +133,14 @@ def test_mount_from_sends_only_what_the_other_repository_lacks(
     a new repository mounts every blob fleet-a has and uploads only the changed ones."""
     pushed(project, f"oci://{registry.host}/fleet-a/env:v1")
     since = len(registry.access())
-    pushed(project, f"oci://{registry.host}/fleet-b/env:v2", "--mount-from", "fleet-a/env", v2=True)
+    ref = f"oci://{registry.host}/fleet-b/env:v2"
+    result = push(project, ref, "--mount-from", "fleet-a/env", v2=True)
+    assert result.returncode == 0, result.stderr.decode()
     v1 = blob_digests(manifest_of(registry, "fleet-a/env:v1"))
     v2 = blob_digests(manifest_of(registry, "fleet-b/env:v2"))
+    said = result.stderr.decode().splitlines()[-1]
+    shared = len(set(v2) & set(v1))
+    assert said.endswith(f"; 0 already there, {shared} mounted)"), said
     assert set(registry.mounts(since)) == set(v2) & set(v1)
     assert set(registry.uploads(since)) == set(v2) - set(v1)
     assert registry.uploaded_bytes(since) == sum(v2[d] for d in set(v2) - set(v1))
