@@ -5,6 +5,7 @@ real docker-registry servers, pushes through the real CLI, and docker/podman cre
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -18,11 +19,21 @@ from pathlib import Path
 
 import pytest
 
+from devtools import registries
 from devtools.fixtures.channel import FixtureChannel, lock_for
 from devtools.httpserver import serve_directory
+from devtools.registries import PlainRegistry
 from tests.clirun import run_cli
-from tests.registries import PlainRegistry, plain_registry
 from tests.test_wheels import build_wheel
+
+
+@contextlib.contextmanager
+def plain_registry(tmp: Path, *, auth: bool, bearer: bool = False) -> Iterator[PlainRegistry]:
+    """devtools' registry, or a skip where docker-registry is not installed."""
+    if not registries.registry_available():
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    with registries.plain_registry(tmp, auth=auth, bearer=bearer) as reg:
+        yield reg
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from rattler.networking import Client
 from rattler.package_streaming import download_to_writer
 
 from devtools.httpserver import FaultServer
+from devtools.serverproc import certificates
 from envpack.core.errors import FetchError
 from envpack.packer.fetcherrors import Transient, classify, giving_up
 from envpack.packer.netconfig import NetworkOptions, load_config, make_client
-from tests.servers import certificates
 
 SECRET = "fe-t0ken-5ecret-12"
 

@@ -166,6 +166,8 @@ def test_scratch_warns_once_and_holds_only_the_env(project: Path, work: Path) ->
     out = work / "scratch" / "app.oci.tar"
     out.parent.mkdir()
     stderr = build(project, out)
+    assert "writing image layers" in stderr
+    assert "envpack-image-" not in stderr  # only the -o the user named, no temp path
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
     assert sum("FROM scratch" in w for w in warnings) == 1
     # fixture-activation ships an activate.d script: said once, with what to do.

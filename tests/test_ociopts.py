@@ -1,11 +1,22 @@
-"""ociopts: the --oci-image options' defaults and their misuse, one message each."""
+"""ociopts: the --oci-image and --mount-from options' defaults and their misuse, one
+message each."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
 from envpack.core.errors import UsageError
-from envpack.packer.ociopts import DEFAULT_DEST, _words, check_not_image, default_output
+from envpack.packer.ociopts import (
+    DEFAULT_DEST,
+    _words,
+    check_not_image,
+    default_output,
+    mount_sources,
+)
+from tests.clirun import assert_one_error_line, run_cli
 
 
 def test_default_outputs_follow_pixi_pack() -> None:
@@ -46,3 +57,36 @@ def test_image_options_need_oci_image(
 
 def test_no_image_options_pass() -> None:
     check_not_image(DEFAULT_DEST, None, None)
+
+
+def test_mount_from_names_repositories_of_the_pushed_to_registry() -> None:
+    out = "oci://reg.example:5000/team/env:v2"
+    assert mount_sources(None, out) == ()
+    given = ["team/env-v1", "oci://reg.example:5000/base/bookworm"]
+    assert mount_sources(given, out) == ("team/env-v1", "base/bookworm")
+
+
+@pytest.mark.parametrize(
+    ("given", "output", "message"),
+    [
+        ("team/env", "env.tar", "--mount-from is for -o oci://… only"),
+        ("team/env", None, "--mount-from is for -o oci://… only"),
+        ("oci://other.example/team/env", "oci://reg.example/a:1", "on other.example, not on"),
+        ("team/env:v1", "oci://reg.example/a:1", "without a tag or digest"),
+        ("oci://reg.example/team/env:v1", "oci://reg.example/a:1", "without a tag or digest"),
+        ("Team/Env", "oci://reg.example/a:1", "invalid registry reference"),
+    ],
+)
+def test_mount_from_misuse_is_one_message(given: str, output: str | None, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        mount_sources([given], output)
+
+
+def test_mount_from_misuse_through_the_cli_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "env.tar"
+    result = run_cli("envpack", tmp_path, "-o", out, "--mount-from", "team/env")
+    assert_one_error_line(result, "--mount-from is for -o oci://… only")
+    other = ("--mount-from", "oci://elsewhere.example/team/env")
+    result = run_cli("envpack", tmp_path, "-o", "oci://127.0.0.1:9/a/b:1", *other)
+    assert_one_error_line(result, "--mount-from oci://elsewhere.example/team/env: on elsewhere")
+    assert list(tmp_path.iterdir()) == []

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from devtools.httpserver import FaultServer
+from devtools.registries import PlainRegistry
+from devtools.serverproc import free_port
 from envpack.core.manifest import manifest_from_json
 from envpack.core.ociref import TITLE, parse_ref
 from envpack.core.progress import SilentReporter
 from envpack.packer.ocipush import push_layout
+from envpack.packer.registrypush import PushSession
 from envpack.target.ocipull import pull_to_layout
 from tests.clirun import assert_one_error_line, run_cli
 from tests.ocifixtures import (
@@ -34,8 +37,6 @@ from tests.ocifixtures import (
     registry,
     secrets,
 )
-from tests.registries import PlainRegistry
-from tests.servers import free_port
 
 __all__ = ["auth_registry", "bearer_registry", "project", "registry"]  # fixtures, used by name
 
@@ -182,7 +183,7 @@ def test_wrong_artifacts_are_refused_with_one_line(
     assert_one_error_line(unpack(f"oci://{host}/wrong/env:v9", out), "no tag or digest 'v9'")
     layout, _ = image_layout(tmp_path / "layout")
     push_layout(
-        layout, parse_ref(f"oci://{host}/wrong/image:1"), insecure=True, reporter=SilentReporter()
+        layout, PushSession(parse_ref(f"oci://{host}/wrong/image:1"), True, SilentReporter())
     )
     result = unpack(f"oci://{host}/wrong/image:1", out)
     assert_one_error_line(
@@ -240,7 +241,7 @@ def test_auth_from_registry_auth_file_and_secrets_masked(
 def test_pull_to_layout_round_trips_an_image(registry: PlainRegistry, tmp_path: Path) -> None:
     layout, digest = image_layout(tmp_path / "layout")
     ref = f"oci://{registry.host}/base/hello:1"
-    push_layout(layout, parse_ref(ref), insecure=True, reporter=SilentReporter())
+    push_layout(layout, PushSession(parse_ref(ref), True, SilentReporter()))
     out = tmp_path / "pulled"
     got = pull_to_layout(ref, out, platform="linux/amd64", insecure=True, reporter=SilentReporter())
     assert got == digest

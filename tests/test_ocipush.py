@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from devtools.registries import PlainRegistry
+from devtools.serverproc import free_port
 from envpack.core.manifest import manifest_from_json
 from envpack.core.ociref import ENV_ARTIFACT_TYPE, PLATFORM_KEY, TITLE, parse_ref
 from envpack.core.progress import SilentReporter
 from envpack.packer.lockfile import plan_lock
 from envpack.packer.ocipush import push_layout
+from envpack.packer.registrypush import PushSession
 from tests.clirun import assert_one_error_line, run_cli
 from tests.ocifixtures import (
     Project,
@@ -34,8 +37,6 @@ from tests.ocifixtures import (
     registry,
     secrets,
 )
-from tests.registries import PlainRegistry
-from tests.servers import free_port
 
 __all__ = ["auth_registry", "project", "registry"]  # fixtures, used by name
 
@@ -166,7 +167,7 @@ def test_bad_registry_options_are_one_line(
 def test_push_layout_pushes_an_image_skopeo_reads(registry: PlainRegistry, tmp_path: Path) -> None:
     layout, digest = image_layout(tmp_path / "layout")
     ref = parse_ref(f"oci://{registry.host}/img/hello:1")
-    got = push_layout(layout, ref, insecure=True, reporter=SilentReporter())
+    got = push_layout(layout, PushSession(ref, True, SilentReporter()))
     assert got.digest == digest  # the layout's exact manifest bytes, not re-serialised
     assert got.traffic.blobs_uploaded == 2
     inspected = json.loads(
@@ -185,9 +186,7 @@ def test_push_layout_pushes_an_image_skopeo_reads(registry: PlainRegistry, tmp_p
             tar.add(path, arcname=os.path.relpath(path, layout), recursive=False)
     again = push_layout(
         archive,
-        parse_ref(f"oci://{registry.host}/img/hello:2"),
-        insecure=True,
-        reporter=SilentReporter(),
+        PushSession(parse_ref(f"oci://{registry.host}/img/hello:2"), True, SilentReporter()),
     )
     assert (again.digest, again.traffic.blobs_uploaded, again.traffic.blobs_present) == (
         digest,

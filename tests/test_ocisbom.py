@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
+from devtools.registries import PlainRegistry
 from envpack.core.archive import iter_members
 from envpack.core.layout import SBOM_NAME
 from envpack.core.ociref import INDEX_TYPE, MANIFEST_TYPE, TITLE, parse_ref
 from envpack.core.progress import SilentReporter
 from envpack.packer.ocipush import push_layout
 from envpack.packer.ocisbom import EMPTY, EMPTY_MEDIA, SBOM_MEDIA, push_sbom_referrer
-from envpack.target.registry import Registry
+from envpack.packer.registrypush import PushSession
 from tests.ocifixtures import image_layout, registry
-from tests.registries import PlainRegistry
 
 __all__ = ["registry"]  # a fixture, used by name
 
@@ -61,15 +61,15 @@ def sboms(archives: dict[str, Path]) -> tuple[bytes, bytes]:
 
 def pushed_image(
     registry: PlainRegistry, tmp_path: Path, repo: str
-) -> tuple[Registry, dict[str, object]]:
+) -> tuple[PushSession, dict[str, object]]:
     """The one-layer image layout pushed to `repo:1`; its session and its descriptor."""
     layout, digest = image_layout(tmp_path / "layout")
     ref = parse_ref(f"oci://{registry.host}/{repo}:1")
-    pushed = push_layout(layout, ref, insecure=True, reporter=SilentReporter())
+    pushed = push_layout(layout, PushSession(ref, True, SilentReporter()))
     assert pushed.digest == digest
     size = (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).stat().st_size
     subject: dict[str, object] = {"mediaType": MANIFEST_TYPE, "digest": digest, "size": size}
-    return Registry(ref, insecure=True, reporter=SilentReporter()), subject
+    return PushSession(ref, True, SilentReporter()), subject
 
 
 def referrers_tag(subject: dict[str, object]) -> str:

@@ -7,21 +7,23 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.registries import PlainRegistry
 from envpack.core.ociref import INDEX_TYPE, TITLE, parse_ref
 from envpack.core.progress import SilentReporter
 from envpack.packer.ocipush import push_layout
 from envpack.packer.ocisbom import EMPTY_MEDIA, SBOM_MEDIA
+from envpack.packer.registrypush import PushSession
 from envpack.target.ocipull import pull_to_layout
 from tests.clirun import assert_one_error_line, run_cli
 from tests.ocifixtures import registry
 from tests.ocirun import base_from_rootfs, run_bundle
-from tests.registries import PlainRegistry
 
 __all__ = ["registry"]  # a fixture, used by name
 
@@ -75,25 +77,43 @@ def project(
 @pytest.fixture(scope="module")
 def pushed_image(
     project: Path, registry: PlainRegistry, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, str]:
+) -> tuple[str, str, int]:
     """The bookworm base pushed to the registry, then the image built on it from there and
-    pushed: (the envpack run's stderr, the image's reference)."""
+    pushed: (the envpack run's stderr, the image's reference, the access log's length
+    before that push)."""
     work = tmp_path_factory.mktemp("ship-work")
     layout, _ = base_from_rootfs("bookworm", "amd64", work / "bases")
     push_layout(
         layout,
-        parse_ref(f"oci://{registry.host}/base/bookworm:12"),
-        insecure=True,
-        reporter=SilentReporter(),
+        PushSession(parse_ref(f"oci://{registry.host}/base/bookworm:12"), True, SilentReporter()),
     )
     ref = f"{registry.host}/apps/fixture:1"
-    return _push_image(project, registry, ref, work / "cache"), ref
+    since = len(registry.access())
+    said = _push_image(project, registry, ref, work / "cache")
+    return said, ref, since
+
+
+def test_the_base_from_the_same_registry_is_mounted_not_uploaded(
+    pushed_image: tuple[str, str, int], registry: PlainRegistry
+) -> None:
+    since = pushed_image[2]
+    base = skopeo_raw(registry, "base/bookworm:12")
+    image = skopeo_raw(registry, "apps/fixture:1")
+    base_layers = {layer["digest"]: int(layer["size"]) for layer in base["layers"]}
+    assert set(base_layers) <= {layer["digest"] for layer in image["layers"]}
+    assert set(registry.mounts(since)) == set(base_layers)
+    uploaded = set(registry.uploads(since))
+    assert not uploaded & set(base_layers)
+    own = {d["digest"]: int(d["size"]) for d in [image["config"], *image["layers"]]}
+    env = {d: size for d, size in own.items() if d not in base_layers}
+    assert set(env) <= uploaded  # the env's layers and config went up; the rest: the SBOM's
+    assert registry.uploaded_bytes(since) < sum(env.values()) + 1_000_000
 
 
 def test_the_pushed_image_runs_after_a_pull(
-    pushed_image: tuple[str, str], registry: PlainRegistry, tmp_path: Path
+    pushed_image: tuple[str, str, int], registry: PlainRegistry, tmp_path: Path
 ) -> None:
-    said, ref = pushed_image
+    said, ref, _ = pushed_image
     assert f"pushed oci://{ref}@sha256:" in said
     bundle = _pulled_bundle(ref, tmp_path)
     ran = run_bundle(bundle, "python", "-c", "import ssl, sqlite3; print('ok')")
@@ -101,9 +121,9 @@ def test_the_pushed_image_runs_after_a_pull(
 
 
 def test_the_sbom_is_a_referrer_of_the_image(
-    pushed_image: tuple[str, str], registry: PlainRegistry, tmp_path: Path
+    pushed_image: tuple[str, str, int], registry: PlainRegistry, tmp_path: Path
 ) -> None:
-    said, ref = pushed_image
+    said, ref, _ = pushed_image
     image = skopeo_raw(registry, "apps/fixture:1")
     digest = _pushed_digest(said, ref)
     assert image["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
@@ -125,9 +145,9 @@ def test_the_sbom_is_a_referrer_of_the_image(
 
 
 def test_pushing_the_same_image_again_sends_no_blob_and_keeps_one_referrer(
-    pushed_image: tuple[str, str], project: Path, registry: PlainRegistry, tmp_path: Path
+    pushed_image: tuple[str, str, int], project: Path, registry: PlainRegistry, tmp_path: Path
 ) -> None:
-    said, ref = pushed_image
+    said, ref, _ = pushed_image
     before = len(registry.access())
     again = _push_image(project, registry, ref, tmp_path / "cache")
     first = _pushed_digest(said, ref)
@@ -154,3 +174,22 @@ def test_a_missing_base_tag_is_one_line(
     )
     assert_one_error_line(result, "nope")
     assert not out.exists()
+
+
+def test_the_push_is_the_image_a_file_would_hold(
+    pushed_image: tuple[str, str, int], project: Path, registry: PlainRegistry, tmp_path: Path
+) -> None:
+    """The push goes from the build's blob dir, no archive in between: the same inputs
+    written to a file give the very manifest that was pushed."""
+    said, ref, _ = pushed_image
+    out = tmp_path / "app.oci.tar"
+    result = run_cli(
+        *("envpack", project, "--oci-image", "--base", f"oci://{registry.host}/base/bookworm:12"),
+        *("-o", out, "--insecure", "--cache", tmp_path / "cache"),
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    with tarfile.open(out) as tar:
+        index = tar.extractfile("index.json")
+        assert index is not None
+        (entry,) = json.load(index)["manifests"]
+    assert entry["digest"] == _pushed_digest(said, ref)

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from devtools.fixtures.channel import FixtureChannel, lock_for
+from devtools.registries import PlainRegistry
 from envpack.core.errors import UsageError
 from envpack.core.manifest import artifact_to_json
 from envpack.core.progress import SilentReporter
 from envpack.packer.pack import PackOptions, PackResult, make_plan, pack
 from envpack.packer.packreport import print_plan, print_result, write_sbom_only
 from tests.ocifixtures import registry
-from tests.registries import PlainRegistry
 
 __all__ = ["registry"]  # a fixture, used by name
 

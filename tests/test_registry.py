@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from devtools.registries import PlainRegistry
+from devtools.serverproc import free_port
 from envpack.core.errors import RegistryError
 from envpack.core.ociref import MANIFEST_TYPE, parse_ref
 from envpack.core.progress import SilentReporter
+from envpack.packer.registrypush import PushSession
 from envpack.target.registry import Registry, credential_files
 from tests.ocifixtures import (
     auth_registry,
@@ -24,15 +27,15 @@ from tests.ocifixtures import (
     registry,
     secrets,
 )
-from tests.registries import PlainRegistry
-from tests.servers import free_port
 
 __all__ = ["auth_registry", "bearer_registry", "registry"]  # fixtures, used by name
 
 
-def _session(reg: PlainRegistry, repo: str = "unit/blobs", **kw: bool) -> Registry:
+def _session(reg: PlainRegistry, repo: str = "unit/blobs", **kw: bool) -> PushSession:
+    """A session that can also write (packer/registrypush.py): these tests push what they
+    read back, and the token scope of a write is this session's business too."""
     ref = parse_ref(f"oci://{reg.host}/{repo}:t")
-    return Registry(ref, insecure=kw.get("insecure", True), reporter=SilentReporter())
+    return PushSession(ref, kw.get("insecure", True), SilentReporter())
 
 
 def test_credential_files_follow_podman_and_docker(
@@ -225,9 +228,8 @@ sys.modules["chardet"] = None
 from pathlib import Path
 from envpack.core.ociref import parse_ref
 from envpack.core.progress import SilentReporter
-from envpack.target.registry import Registry
-session = Registry(parse_ref("oci://{registry.host}/unit/nodetect:t"), insecure=True,
-                   reporter=SilentReporter())
+from envpack.packer.registrypush import PushSession
+session = PushSession(parse_ref("oci://{registry.host}/unit/nodetect:t"), True, SilentReporter())
 session.push_blob(Path({str(data)!r}), {digest!r}, "text/plain")
 session.fetch_blob({digest!r}, {data.stat().st_size}, Path({str(tmp_path / "down")!r}))
 """

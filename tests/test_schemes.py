@@ -23,17 +23,9 @@ import pytest
 from devtools.fixtures.channel import FixtureChannel, lock_for
 from devtools.fixtures.locks import PLACEHOLDER_URL
 from devtools.httpserver import FaultServer
+from devtools.serverproc import Certificates, certificates, free_port
 from tests.clirun import BIN, assert_one_error_line
-from tests.servers import (
-    S3_KEY,
-    Certificates,
-    Registry,
-    certificates,
-    forward_proxy,
-    free_port,
-    moto_s3,
-    oci_registry,
-)
+from tests.servers import S3_KEY, Registry, forward_proxy, moto_s3, oci_registry
 
 TOKEN = "schemes-t0ken-5ecret-88"
 # rattler looks credentials up by the channel's own host, before its mirror middleware

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools.wheelbuild import WHEEL_NAME
 from envpack.core.errors import WheelError
 from envpack.core.models import Artifact, Download, Plan
 from envpack.packer.lockfile import plan_lock
 from envpack.packer.wheelcheck import check_plan_wheels, injected_wheel, plan_python, target_version
 from tests.conftest import real_shared_dir
-from tests.test_wheels import WHEEL_NAME, build_wheel, rewrite_wheel
+from tests.test_wheels import build_wheel, rewrite_wheel
 
 NUMPY_312 = "numpy-1.26.4-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 

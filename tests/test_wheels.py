@@ -25,6 +25,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from packaging.tags import Tag
 
+from devtools import wheelbuild
+from devtools.wheelbuild import DIST, WHEEL_NAME
 from envpack.core.errors import EnvpackError, WheelError
 from envpack.core.progress import SilentReporter
 from envpack.core.wheeltags import (
@@ -39,30 +41,6 @@ from envpack.core.wheeltags import (
 from envpack.target.wheels import check_member_names, install_wheels, verify_wheel
 
 PY311 = python_info_from_fields({"version": "3.11.9", "build": "h1234_0_cpython"})
-DIST = "hello_envpack-1.0"
-WHEEL_NAME = f"{DIST}-py3-none-any.whl"
-
-_PYPROJECT = """\
-[build-system]
-requires = ["setuptools"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "hello-envpack"
-version = "1.0"
-
-[project.scripts]
-hello-envpack = "hello_envpack:main"
-
-[tool.setuptools]
-script-files = ["scripts/hello-raw"]
-data-files = {"share/hello-envpack" = ["share/readme.txt"]}
-
-[tool.setuptools.package-data]
-hello_envpack = ["*.txt"]
-"""
-
-
 # --- building real wheels ----------------------------------------------------------------------
 
 
@@ -80,36 +58,10 @@ def _wheel_capable_python() -> str | None:
 
 
 def build_wheel(out_dir: Path) -> Path:
-    """`pip wheel` of a tiny project with a console script, a raw script and a data file."""
-    python = _wheel_capable_python()
-    if python is None:
+    """devtools' tiny wheel, or a skip where no interpreter can build one."""
+    if wheelbuild.wheel_capable_python() is None:
         pytest.skip("no interpreter with pip, setuptools and wheel to build a test wheel")
-    project = out_dir / "project"
-    (project / "src" / "hello_envpack").mkdir(parents=True)
-    (project / "scripts").mkdir()
-    (project / "share").mkdir()
-    (project / "pyproject.toml").write_text(_PYPROJECT)
-    (project / "src" / "hello_envpack" / "__init__.py").write_text(
-        'def main() -> None:\n    print("hello from envpack")\n'
-    )
-    (project / "src" / "hello_envpack" / "data.txt").write_text("data\n")
-    (project / "scripts" / "hello-raw").write_text("#!python\nprint('raw script')\n")
-    (project / "share" / "readme.txt").write_text("readme\n")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PIP_NO_INPUT": "1",
-        "HOME": str(out_dir),
-    }
-    subprocess.run(
-        [
-            *(python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"),
-            *("--disable-pip-version-check", "-q", "-w", str(out_dir), str(project)),
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    return out_dir / WHEEL_NAME
+    return wheelbuild.build_wheel(out_dir)
 
 
 def _record_hash(data: bytes) -> str:

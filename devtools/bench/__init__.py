@@ -1,4 +1,5 @@
-"""Benchmarks against the peers: `scripts/bench pack|unpack|unpacker|selfextract|all`.
+"""Benchmarks against the peers: `scripts/bench pack|unpack|unpacker|selfextract|app|image|
+registry|all`.
 
 Every figure is a median of several runs, and the contestants of each comparison run in
 turn (round-robin, the order rotating every round) within one invocation, so on a shared,

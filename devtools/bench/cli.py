@@ -1,4 +1,4 @@
-"""`scripts/bench pack|unpack|unpacker|selfextract|app|image|all`: sections chosen and run."""
+"""`scripts/bench pack|unpack|unpacker|selfextract|app|image|registry|all`: sections run."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from devtools.bench.common import BENCH_VENV, DOCS, say
 from devtools.bench.image import bench_image
 from devtools.bench.measure import sh
 from devtools.bench.pack import bench_pack, bench_sizes
+from devtools.bench.registry import bench_registry
 from devtools.bench.report import render, render_svg
 from devtools.bench.selfextract import bench_selfextract
 from devtools.bench.tables import Section
@@ -59,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=devtools.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "what", choices=["pack", "unpack", "unpacker", "selfextract", "app", "image", "all"]
+        "what",
+        choices=["pack", "unpack", "unpacker", "selfextract", "app", "image", "registry", "all"],
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--env", choices=["bench", "fixture"], default="bench")
@@ -92,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen.append(("App file (--entrypoint)", lambda: bench_app(ws, args.runs)))
         if args.what in ("image", "all"):
             chosen.append(("Container image (--oci-image)", lambda: bench_image(ws, args.runs)))
+        if args.what in ("registry", "all"):
+            chosen.append(("Through a registry (oci://)", lambda: bench_registry(ws, args.runs)))
         sections = [attempt(title, fn) for title, fn in chosen]
         report = render(sections, ws, args.runs)
     print(report)

@@ -14,8 +14,8 @@ from devtools.fixtures.channel import FixtureChannel, lock_for
 from devtools.httpserver import serve_directory
 from tests.clirun import run_cli
 from tests.containers.harness import backend_problem
+from tests.ocifixtures import plain_registry
 from tests.ocirun import base_from_rootfs, checked, need_tools
-from tests.registries import plain_registry
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 TAG = "envpack-test/oci-image"

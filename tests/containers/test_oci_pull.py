@@ -13,7 +13,7 @@ from devtools.fixtures.channel import FixtureChannel, lock_for
 from devtools.httpserver import serve_directory
 from tests.clirun import run_cli
 from tests.containers.conftest import TargetFactory
-from tests.registries import plain_registry
+from tests.ocifixtures import plain_registry
 
 pytestmark = pytest.mark.container
 

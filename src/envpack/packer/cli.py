@@ -25,7 +25,7 @@ from envpack.core.cliutil import (
 from envpack.core.cliutil import main as run_main
 from envpack.core.errors import EnvpackError
 from envpack.core.progress import Reporter, SilentReporter, TqdmReporter
-from envpack.packer import ociopts
+from envpack.packer import netopts, ociopts
 from envpack.packer.cachedir import DEFAULT_HELP
 
 app = new_app()
@@ -83,40 +83,10 @@ def main_command(
             help=f"Download cache; every hit is verified again. [default: {DEFAULT_HELP}]",
         ),
     ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=64,
-            help="Parallel downloads. [default: the config's concurrency.downloads, else 50]",
-            show_default=False,
-        ),
-    ] = None,
-    config: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "-c",
-            "--config",
-            metavar="FILE",
-            help="pixi/rattler config.toml (repeatable; mirrors, s3-options, proxy-config, "
-            "tls-no-verify), over pixi's global and project config.",
-        ),
-    ] = None,
-    mirror: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="ORIGINAL=MIRROR",
-            help="Fetch ORIGINAL/... from MIRROR/... (repeatable; pixi config mirrors apply too).",
-        ),
-    ] = None,
-    auth_file: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="rattler credentials JSON (host → token/basic), used instead of "
-            "$RATTLER_AUTH_FILE, ~/.netrc and the keyring.",
-        ),
-    ] = None,
+    concurrency: netopts.ConcurrencyOption = None,
+    config: netopts.ConfigOption = None,
+    mirror: netopts.MirrorOption = None,
+    auth_file: netopts.AuthFileOption = None,
     inject: Annotated[
         list[Path] | None,
         typer.Option(
@@ -126,12 +96,8 @@ def main_command(
             help="Add a local .conda, .tar.bz2 or .whl file (repeatable).",
         ),
     ] = None,
-    retries: Annotated[
-        int, typer.Option(min=1, max=20, help="Attempts per download on transient failures.")
-    ] = 5,
-    timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds without data before a download is retried.")
-    ] = 30.0,
+    retries: netopts.RetriesOption = 5,
+    timeout: netopts.TimeoutOption = 30.0,
     ignore_pypi_non_wheel: Annotated[
         bool,
         typer.Option(
@@ -160,6 +126,7 @@ def main_command(
     dest_prefix: ociopts.DestPrefixOption = ociopts.DEFAULT_DEST,
     base: ociopts.BaseOption = None,
     cmd: ociopts.CmdOption = None,
+    mount_from: ociopts.MountFromOption = None,
     unpacker: Annotated[
         Path | None,
         typer.Option(
@@ -260,6 +227,7 @@ def main_command(
         output=None if output == "-" or output.startswith("oci://") else Path(output),
         registry=output if output.startswith("oci://") else None,
         insecure=insecure,
+        mount_from=ociopts.mount_sources(mount_from, output),
         force=force,
         environment=environment,
         platform=platform,

@@ -11,7 +11,7 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -26,6 +26,7 @@ from envpack.core.progress import Reporter, SilentReporter
 from envpack.packer.lockfile import find_lock
 from envpack.packer.ocibase import MANIFEST_MEDIA, BaseImage, base_glibc, oci_platform, read_base
 from envpack.packer.ocilayers import Layer, group, write_blob, write_layer
+from envpack.packer.ocipush import Pushed
 from envpack.packer.ocistage import Staged, stage
 from envpack.packer.output import atomic_output, check_output
 from envpack.packer.pack import PackOptions, PackResult, make_plan, pack, pack_inputs
@@ -48,6 +49,10 @@ class ImageOptions:
     cmd: tuple[str, ...] | None = None
 
 
+# The image's manifest bytes and where each digest's blob is → what was pushed.
+Push = Callable[[bytes, Callable[[str], Path]], Pushed]
+
+
 @dataclass(frozen=True)
 class ImageResult:
     pack: PackResult
@@ -58,8 +63,14 @@ class ImageResult:
 
 
 def build_image(
-    options: PackOptions, image: ImageOptions, reporter: Reporter, client: Client | None = None
+    options: PackOptions,
+    image: ImageOptions,
+    reporter: Reporter,
+    client: Client | None = None,
+    push: Push | None = None,
 ) -> ImageResult:
+    """The image as the OCI archive `options.output`, or, with `push`, its blobs and manifest
+    handed to it straight from the build's blob dir (no archive written, none read back)."""
     _check_options(options, image)
     assert options.output is not None
     # Everything that can refuse before a download: plan, base, output.
@@ -109,13 +120,18 @@ def build_image(
         config_digest = write_blob(blobs, config)
         manifest = _manifest(config_digest, len(config), base, layers)
         manifest_digest = write_blob(blobs, manifest)
-        index = _index(manifest_digest, len(manifest))
-        with atomic_output(options.output) as out:
-            _write_archive(out, index, blobs, base)
-            out.flush()
-            digest = out.hexdigest()
+        files = {p.name: p for p in blobs.iterdir() if not p.name.startswith(".")}
+        files.update({p.name: p for _, p in base.layers} if base is not None else {})
         sbom = (folder / SBOM_NAME).read_bytes()
-    result = replace(packed, output=options.output, sha256=digest, size=out.size)
+        if push is not None:
+            pushed = push(manifest, lambda digest: files[digest.removeprefix("sha256:")])
+            result = replace(packed, output=None, sha256=pushed.digest[7:], size=pushed.size)
+            result = replace(result, pushed=pushed)
+        else:
+            with atomic_output(options.output) as out:
+                _write_archive(out, _index(manifest_digest, len(manifest)), files)
+                out.flush()
+            result = replace(packed, output=options.output, sha256=out.hexdigest(), size=out.size)
     descriptor = {
         "mediaType": MANIFEST_MEDIA,
         "digest": f"sha256:{manifest_digest}",
@@ -242,11 +258,8 @@ def _index(manifest: str, size: int) -> bytes:
     return _canonical(doc)
 
 
-def _write_archive(out: Any, index: bytes, blobs: Path, base: BaseImage | None) -> None:
+def _write_archive(out: Any, index: bytes, files: dict[str, Path]) -> None:
     """oci-layout, index.json and blobs/sha256/*, sorted, with fixed metadata."""
-    files = {p.name: p for p in blobs.iterdir() if not p.name.startswith(".")}
-    if base is not None:
-        files.update({p.name: p for _, p in base.layers})
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "oci-layout", _canonical({"imageLayoutVersion": "1.0.0"}))
         _add_bytes(tar, "index.json", index)

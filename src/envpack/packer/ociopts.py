@@ -15,6 +15,7 @@ import typer
 
 from envpack.core.errors import UsageError
 from envpack.core.layout import SBOM_NAME
+from envpack.core.ociref import is_oci, parse_ref
 from envpack.core.progress import Reporter
 
 if TYPE_CHECKING:
@@ -52,6 +53,38 @@ CmdOption = Annotated[
         "ENTRYPOINT. [default: the base's, else the env's python]",
     ),
 ]
+
+
+MountFromOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mount-from",
+        metavar="REPO",
+        help="With -o oci://: a repository of the same registry (REPO or oci://HOST/REPO) "
+        "that may hold some blobs already; they are mounted from it, not uploaded. Repeatable.",
+    ),
+]
+
+
+def mount_sources(mount_from: list[str] | None, output: str | None) -> tuple[str, ...]:
+    """--mount-from's repositories, checked: each on the registry `output` pushes to."""
+    if not mount_from:
+        return ()
+    if output is None or not is_oci(output):
+        raise UsageError("--mount-from is for -o oci://… only: it mounts blobs within a registry")
+    target = parse_ref(output)
+    repositories = []
+    for given in mount_from:
+        ref = parse_ref(given if is_oci(given) else f"oci://{target.host}/{given}")
+        if ref.host != target.host:
+            raise UsageError(
+                f"--mount-from {given}: on {ref.host}, not on {target.host} where -o pushes; "
+                "a registry mounts only its own blobs (drop the host, or push there)"
+            )
+        if ref.digest or ":" in given.rsplit("/", 1)[-1]:
+            raise UsageError(f"--mount-from {given}: name a repository, without a tag or digest")
+        repositories.append(ref.repository)
+    return tuple(repositories)
 
 
 def default_output(sbom_only: bool, create_executable: bool, directory_only: bool) -> str:

@@ -2,8 +2,8 @@
 
 A pack goes up as one blob per member, byte-identical, so a package's blob digest is the
 sha256 the lock pins and two envs that share a package share its blob. envpack.json is the
-config, under its own media type. Only blobs the registry lacks are sent (HEAD first;
-oras-py does no cross-repository mount, so a blob in another repository is sent again).
+config, under its own media type. Only blobs the registry lacks are sent: HEAD first, then a
+cross-repository mount where one is known or asked for (--mount-from), then the upload.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,7 @@ from envpack.core.ociref import (
     OciRef,
     media_type,
 )
-from envpack.core.progress import Reporter
-from envpack.target.registry import Registry, Traffic
+from envpack.packer.registrypush import PushSession, Sent
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ class Pushed:
     ref: OciRef
     digest: str  # of the manifest: `oci://HOST/REPO@DIGEST` names exactly this push
     size: int  # bytes of all blobs the manifest names
-    traffic: Traffic
+    traffic: Sent
 
 
-def push_pack(folder: Path, manifest: Manifest, registry: Registry) -> Pushed:
+def push_pack(folder: Path, manifest: Manifest, registry: PushSession) -> Pushed:
     """Push a pack written as a folder (packdir) as an envpack artifact."""
     ref, reporter = registry.ref, registry.reporter
     layers: list[dict[str, Any]] = []
@@ -87,9 +87,15 @@ def push_pack(folder: Path, manifest: Manifest, registry: Registry) -> Pushed:
 
 
 def push_layout(
-    layout: Path, ref: OciRef, *, insecure: bool, reporter: Reporter, name: str | None = None
+    layout: Path,
+    registry: PushSession,
+    *,
+    name: str | None = None,
+    mounts: Mapping[str, str] | None = None,
 ) -> Pushed:
-    """Push the image of an OCI image layout (a directory, or an oci-archive tar) to `ref`.
+    """Push the image of an OCI image layout (a directory, or an oci-archive tar) to the
+    session's reference. `mounts` maps a blob's digest to the repository of the same
+    registry it is mounted from, if missing (a --base's layers).
 
     The manifest goes up as its exact bytes, so the pushed digest is the layout's. `name`
     picks the index entry by its org.opencontainers.image.ref.name when there are several.
@@ -97,26 +103,43 @@ def push_layout(
     if layout.is_file():
         with tempfile.TemporaryDirectory(prefix="envpack-layout-") as tmp:
             _extract(layout, Path(tmp))
-            return push_layout(Path(tmp), ref, insecure=insecure, reporter=reporter, name=name)
+            return push_layout(Path(tmp), registry, name=name, mounts=mounts)
     entry = _index_entry(layout, name)
-    registry = Registry(ref, insecure=insecure, reporter=reporter)
-    manifest_bytes = _blob(layout, entry["digest"]).read_bytes()
-    document = json.loads(manifest_bytes)
-    if document.get("mediaType", entry.get("mediaType")) == INDEX_TYPE:
+    manifest = _blob(layout, entry["digest"]).read_bytes()
+    if json.loads(manifest).get("mediaType", entry.get("mediaType")) == INDEX_TYPE:
         raise UsageError(f"{layout}: multi-platform indexes are not pushed yet; push one image")
+    media = json.loads(manifest).get("mediaType") or entry.get("mediaType") or MANIFEST_TYPE
+    return push_image(registry, manifest, lambda digest: _blob(layout, digest), mounts, media)
+
+
+def push_image(
+    registry: PushSession,
+    manifest: bytes,
+    blob: Callable[[str], Path],
+    mounts: Mapping[str, str] | None = None,
+    media: str = MANIFEST_TYPE,
+) -> Pushed:
+    """Push an image manifest's blobs (`blob` finds each digest's file), then its exact bytes."""
+    ref, reporter, mounts = registry.ref, registry.reporter, mounts or {}
+    document = json.loads(manifest)
     descriptors = [document["config"], *document.get("layers", [])]
     bar = reporter.bar("push", sum(int(d["size"]) for d in descriptors), "B")
     try:
         for descriptor in descriptors:
-            registry.push_blob(
-                _blob(layout, descriptor["digest"]), descriptor["digest"], descriptor["mediaType"]
-            )
+            digest = descriptor["digest"]
+            sources = [mounts[digest]] if digest in mounts else []
+            registry.push_blob(blob(digest), digest, descriptor["mediaType"], sources)
             bar.update(int(descriptor["size"]))
     finally:
         bar.close()
-    media = document.get("mediaType") or entry.get("mediaType") or MANIFEST_TYPE
-    digest = registry.put_manifest(manifest_bytes, media, ref.tag or "latest")
+    digest = registry.put_manifest(manifest, media, ref.tag or "latest")
     return Pushed(ref, digest, sum(int(d["size"]) for d in descriptors), registry.traffic)
+
+
+def image_blobs(layout: Path) -> list[str]:
+    """The digests of the config and layers of a layout's one image (a pulled --base)."""
+    document = json.loads(_blob(layout, _index_entry(layout, None)["digest"]).read_bytes())
+    return [str(d["digest"]) for d in [document["config"], *document.get("layers", [])]]
 
 
 def _extract(archive: Path, into: Path) -> None:

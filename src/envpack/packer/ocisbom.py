@@ -16,7 +16,7 @@ from pathlib import Path
 
 from envpack.core.layout import SBOM_NAME
 from envpack.core.ociref import INDEX_TYPE, MANIFEST_TYPE, TITLE
-from envpack.target.registry import Registry
+from envpack.packer.registrypush import PushSession
 
 SBOM_MEDIA = "application/vnd.cyclonedx+json"
 # The spec's empty descriptor: an artifact with no config of its own.
@@ -24,7 +24,7 @@ EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 
 
-def push_sbom_referrer(registry: Registry, subject: dict[str, object], sbom: bytes) -> str:
+def push_sbom_referrer(registry: PushSession, subject: dict[str, object], sbom: bytes) -> str:
     """Push `sbom` as a referrer of the manifest `subject` describes; returns its digest."""
     with tempfile.TemporaryDirectory(prefix="envpack-sbom-") as tmp:
         for name, data, media in (("config", EMPTY, EMPTY_MEDIA), ("sbom", sbom, SBOM_MEDIA)):

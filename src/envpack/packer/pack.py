@@ -41,9 +41,9 @@ from envpack.packer.packcontents import manifest_for, shipped, subject, write_me
 from envpack.packer.packdir import check_directory_output, write_folder
 from envpack.packer.pkgcache import channel_layout, default_caches, find_cached
 from envpack.packer.prefix import plan_prefix
+from envpack.packer.registrypush import PushSession
 from envpack.packer.sbom import plan_items, sbom_json
 from envpack.packer.wheelcheck import check_plan_wheels
-from envpack.target.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class PackOptions:
     entrypoint: str | None = None  # with create_executable: an app file (appfile.py)
     registry: str | None = None  # oci://HOST/REPO:TAG: push there instead of writing output
     insecure: bool = False  # the registry speaks plain HTTP
+    mount_from: tuple[str, ...] = ()  # repositories of the registry to mount missing blobs from
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
     # Reached and logged into before a download: a wrong host or password costs nothing.
-    registry = Registry(ref, insecure=options.insecure, reporter=reporter) if ref else None
+    registry = PushSession(ref, options.insecure, reporter, options.mount_from) if ref else None
     config = load_config(options.network)
     fetch = options.fetch
     if fetch.concurrency is None:

@@ -100,7 +100,8 @@ def write_folder(
     artifacts = shipped(fetched)
     sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
     manifest = manifest_for(plan, artifacts, sbom)
-    reporter.info(f"writing the folder {output}")
+    # No path: an image build or a push writes its folder in a temp dir the user never named.
+    reporter.info("writing the package files")
     bar = reporter.bar("write", sum(f.size for f in fetched), "B")
     try:
         with atomic_directory(output) as root:

@@ -57,10 +57,11 @@ def print_result(result: PackResult, as_json: bool, quiet: bool) -> None:
         print(doc, file=sys.stderr if result.output is None and not pushed else sys.stdout)
     elif not quiet and pushed is not None:
         sent = pushed.traffic
+        mounted = f", {sent.blobs_mounted} mounted" if sent.blobs_mounted else ""
         print(
             f"pushed {len(result.manifest.artifacts)} artifacts to {where}@sha256:{result.sha256} "
             f"({sent.blobs_uploaded} blobs sent, {sent.uploaded / 1e6:.1f} MB; "
-            f"{sent.blobs_present} already there)",
+            f"{sent.blobs_present} already there{mounted})",
             file=sys.stderr,
         )
     elif not quiet:

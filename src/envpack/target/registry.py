@@ -1,11 +1,11 @@
-"""One OCI registry session through python-dxf: the login, the auth challenge, blobs in and out.
+"""One OCI registry session through python-dxf: the login, the auth challenge, blobs fetched.
 
 dxf speaks the protocol (HEAD, upload sessions, basic and bearer challenges, a blob's digest
 checked as it streams); this module hands it docker's logins (dockerauth.py), asks for the
 token scope each request needs, and turns what goes wrong into one line without a secret in
 it. dxf and requests load on first use only: `--help` and file unpacks never pay for them.
 Manifests go through DXF._request (all dxf calls do, auth retry included): its manifest
-methods fix the Accept list, and set_manifest would not keep a manifest's exact bytes.
+methods fix the Accept list. Writing is packer/registrypush.py's, outside the frozen binary.
 """
 
 from __future__ import annotations
@@ -40,12 +40,9 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 @dataclass
 class Traffic:
-    """What crossed the wire, for the report and the tests."""
+    """What crossed the wire, for the report and the tests (a push's: packer/registrypush)."""
 
     downloaded: int = 0
-    uploaded: int = 0
-    blobs_uploaded: int = 0
-    blobs_present: int = 0
 
 
 class Registry:
@@ -115,12 +112,15 @@ class Registry:
 
     def _answer(self, session: Any, response: Any) -> None:
         """dxf's auth callback, on any 401: answer the challenge with the login, asking a
-        token server for pull, or pull,push when the request writes."""
-        bearer = response.headers.get("Www-Authenticate", "").lower().startswith("bearer")
+        token server for the challenge's scope, else pull, or pull,push for a write."""
+        challenge = response.headers.get("Www-Authenticate", "")
+        bearer = challenge.lower().startswith("bearer")
         if not bearer and self._login is None:
             raise RegistryError(f"registry {self.ref.host} needs credentials (401); {self._hint()}")
         method = str(getattr(response.request, "method", "GET")).upper()
-        actions = ["pull", "push"] if method in _WRITES else ["pull"]
+        actions: list[str] | None = ["pull", "push"] if method in _WRITES else ["pull"]
+        if 'scope="' in challenge:  # what the registry asks for; a mount's names its source too
+            actions = None
         user = self._login.username if self._login else None
         password = self._login.password if self._login else None
         # dxf refuses any login over plain HTTP; --insecure is the user saying this registry
@@ -199,27 +199,6 @@ class Registry:
             raise RegistryError(f"{self.where}: the manifest does not match its digest")
         return str(response.headers.get("Content-Type", "")).split(";")[0], data
 
-    def find_manifest(self, reference: str, accept: tuple[str, ...]) -> tuple[str, bytes] | None:
-        """Like get_manifest, with None for a tag that does not exist (yet)."""
-        with self.errors("fetching the manifest from", f"the manifest {reference}"):
-            try:
-                self._dxf._request(
-                    "head", f"manifests/{reference}", headers={"Accept": ", ".join(accept)}
-                )
-            except self._requests.HTTPError as exc:
-                if getattr(exc.response, "status_code", 0) == 404:
-                    return None
-                raise
-        return self.get_manifest(reference, accept)
-
-    def put_manifest(self, data: bytes, media: str, tag: str) -> str:
-        """PUT the exact bytes (not re-serialised: the digest is theirs); returns the digest."""
-        with self.errors("pushing the manifest to", "the upload of the manifest"):
-            self._dxf._request(
-                "put", f"manifests/{tag}", data=data, headers={"Content-Type": media}
-            )
-        return _sha256(data)
-
     def fetch_blob(self, digest: str, size: int, dest: Path, bar: Bar | None = None) -> None:
         """Stream one blob to `dest`, verified; `dest` appears only if its bytes are right."""
         # Per process: two envunpacks sharing a --cache never write into one file.
@@ -254,26 +233,6 @@ class Registry:
             f"{self.where} served wrong bytes for blob {digest} (got {got}); the registry's "
             "copy is corrupt or was tampered with"
         )
-
-    def push_blob(self, path: Path, digest: str, media: str) -> bool:
-        """Upload `path` unless the registry has it (HEAD first); True if it was sent.
-
-        `media` is the descriptor's business, not the blob's: a registry stores bytes."""
-        size = path.stat().st_size
-        with self.errors("pushing a blob to", f"the upload of blob {digest}"):
-            try:
-                self._dxf.blob_size(digest)  # HEAD
-                self.traffic.blobs_present += 1
-                return False
-            except self._requests.HTTPError as exc:
-                if getattr(exc.response, "status_code", 0) != 404:
-                    raise
-            # An open file: requests streams it with a Content-Length, never whole in memory.
-            with path.open("rb") as data:
-                self._dxf.push_blob(data=data, digest=digest, check_exists=False)
-        self.traffic.uploaded += size
-        self.traffic.blobs_uploaded += 1
-        return True
 
 
 def _sha256(data: bytes) -> str:

@@ -1,7 +1,8 @@
 """Debian's docker-registry for envpack's own oci:// artifacts: plain HTTP on a free port,
 without auth, with htpasswd basic auth, or with docker's token auth (a bearer challenge
 answered by a small token server); started as a process and stopped by PID. Its access log
-and blob store are what the tests read to see what went over the wire.
+and blob store are what the tests and `scripts/bench registry` read to see what went over
+the wire.
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from devtools.serverproc import Certificates, certificates, free_port, process
 
-from tests.servers import Certificates, certificates, free_port, process
+
+class RegistryMissing(RuntimeError):
+    """No docker-registry on PATH: the tests skip, the bench says so in its section."""
+
+
+def registry_available() -> bool:
+    return shutil.which("docker-registry") is not None
 
 
 @dataclass(frozen=True)
@@ -36,29 +43,43 @@ class PlainRegistry:
         hexdigest = digest.removeprefix("sha256:")
         return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
 
-    def access(self) -> list[Access]:
-        """The registry's access log: one entry per request, in order."""
+    def access(self, since: int = 0) -> list[Access]:
+        """The registry's access log: one entry per request, in order, from entry `since`
+        (a `len(access())` taken earlier: what one step of a test or bench sent)."""
         text = self.log.read_text(errors="replace")
         return [
             Access(m["method"], m["path"], int(m["status"]), int(m["size"].replace("-", "0")))
             for m in _ACCESS.finditer(text)
-        ]
+        ][since:]
 
-    def blob_gets(self) -> dict[str, int]:
+    def blob_gets(self, since: int = 0) -> dict[str, int]:
         """digest → bytes served, of every successful blob GET."""
         got: dict[str, int] = {}
-        for a in self.access():
+        for a in self.access(since):
             if a.method == "GET" and "/blobs/sha256:" in a.path and a.status == 200:
                 digest = a.path.rsplit("/", 1)[1]
                 got[digest] = got.get(digest, 0) + a.size
         return got
 
-    def uploads(self) -> list[str]:
+    def uploads(self, since: int = 0) -> list[str]:
         """Digests of blobs whose upload completed (the PUT that closes an upload session)."""
         return [
             "sha256:" + a.path.split("digest=sha256%3A", 1)[1][:64]
-            for a in self.access()
+            for a in self.access(since)
             if a.method == "PUT" and "/blobs/uploads/" in a.path and a.status == 201
+        ]
+
+    def uploaded_bytes(self, since: int = 0) -> int:
+        """Bytes of the blobs uploaded: the access log counts response bytes only, so each
+        completed upload is measured by the blob it stored."""
+        return sum(self.blob_file(d).stat().st_size for d in self.uploads(since))
+
+    def mounts(self, since: int = 0) -> list[str]:
+        """Digests of blobs mounted from another repository (a POST answered 201, no bytes)."""
+        return [
+            "sha256:" + a.path.split("mount=sha256%3A", 1)[1][:64]
+            for a in self.access(since)
+            if a.method == "POST" and "mount=sha256%3A" in a.path and a.status == 201
         ]
 
 
@@ -80,8 +101,8 @@ def plain_registry(tmp: Path, *, auth: bool, bearer: bool = False) -> Iterator[P
     """Debian's docker-registry on 127.0.0.1:<free port>, plain HTTP, storage in `tmp`,
     with htpasswd basic auth if `auth`, or with docker's token auth (a bearer challenge
     answered by `token_server`) if `bearer`; stopped by PID."""
-    if shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    if not registry_available():
+        raise RegistryMissing("docker-registry is not installed (apt-get install docker-registry)")
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     user, password = ("pusher", "s3cret-registry-pw-91c2") if auth or bearer else (None, None)
