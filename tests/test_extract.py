@@ -5,6 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -119,3 +124,58 @@ def test_place_names_each_package_for_rattlers_cache(tmp_path: Path) -> None:
     dirs = {"channel/linux-64/x.conda": tmp_path / "b" / "pkg"}
     with pytest.raises(ArchiveError, match="a second package for x-1-0"):
         place(dirs, {"channel/linux-64/x.conda": "x-1-0"}, tmp_path / "cache")
+
+
+_PARENT = """
+import sys, time
+from pathlib import Path
+from envpack.target.extract import Extractor
+package, root, in_memory = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
+ex = Extractor(root, 1 << 40, memory_budget=1 << 40, in_memory=in_memory)
+with package.open("rb") as fh:
+    ex.feed("channel/linux-64/" + package.name, package.stat().st_size, fh, len)
+print("spawned", flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its reaper (not us) can collect it
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memory", "disk"])
+def test_a_child_dies_with_its_sigkilled_parent(
+    fixture_channel: FixtureChannel, tmp_path: Path, in_memory: bool
+) -> None:
+    # A staged child has its whole archive and no pipe to see end: only the parent's death
+    # can stop it. The same code runs in the static build, which has no ctypes (no prctl).
+    python = next(p for p in _packages(fixture_channel) if p.name.startswith("python-3"))
+    root = tmp_path / "x"
+    args = [sys.executable, "-c", _PARENT, str(python), str(root), "1" if in_memory else "0"]
+    parent = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    children: list[int] = []
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "spawned\n"
+        task = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        children = [int(pid) for pid in task.read_text().split()]
+        assert len(children) == 1
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _alive(children[0])
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    # Ended by the kill, not by finishing its package: the extraction stopped part way.
+    extract(python, tmp_path / "direct")
+    whole = sum(1 for _ in (tmp_path / "direct").rglob("*"))
+    assert sum(1 for _ in (root / "0" / "pkg").rglob("*")) < whole

@@ -25,7 +25,6 @@ from rattler.package_streaming import extract
 from envpack.core.errors import ArchiveError, InstallError, cause_text
 from envpack.core.hashing import Readable, hash_stream
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _NO_SPACE = "(os error 28)"  # how rattler's io errors spell ENOSPC
 # Read-ahead held in RAM while children extract: lets a second child work on a big package
 # (numpy, scipy, pyarrow: 15-36 MB) while the reader moves on, and stays well inside
@@ -75,7 +74,6 @@ class Extractor:
         self._staged = 0
         self._failures: list[str] = []
         self.dirs: dict[str, Path] = {}
-        self._prctl = _prctl()
 
     def __enter__(self) -> Extractor:
         return self
@@ -167,7 +165,7 @@ class Extractor:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
             os.close(job.errors)
-            _die_with(parent, self._prctl)
+            _die_with(parent, errors_in)
             _child(source, job.work / "pkg", errors_in, close_in_child)
         os.close(errors_in)
         self._jobs[pid] = job
@@ -217,22 +215,16 @@ class Extractor:
                 self._jobs.pop(next(iter(self._jobs)))
 
 
-def _prctl() -> Callable[[int, int], int] | None:
-    """libc's prctl, looked up once in the parent (a child should not pay for ctypes)."""
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
-        return None
-
-
-def _die_with(parent: int, prctl: Callable[[int, int], int] | None) -> None:  # pragma: no cover
+def _die_with(parent: int, errors: int) -> None:  # pragma: no cover - runs in the child
     # A SIGKILLed envunpack must not leave children behind: they would keep writing into
     # the staging dir and hold its lock (inherited), so the next run could not remove it.
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the line above took effect
+    # No ctypes (left out of the static build), so no PR_SET_PDEATHSIG: instead the kernel
+    # SIGKILLs this writer when the last reader of its error pipe closes it. That reader is
+    # the parent, and younger children that inherited it, which die the same way first.
+    fcntl.fcntl(errors, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(errors, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(errors, fcntl.F_SETFL, fcntl.fcntl(errors, fcntl.F_GETFL) | os.O_ASYNC)
+    if os.getppid() != parent:  # it died before the lines above took effect
         os._exit(1)
 
 
