@@ -18,6 +18,7 @@ from devtools.bench.measure import sh
 from devtools.bench.pack import bench_pack, bench_sizes
 from devtools.bench.report import render, render_svg
 from devtools.bench.selfextract import bench_selfextract
+from devtools.bench.smallenvs import bench_small
 from devtools.bench.tables import Section
 from devtools.bench.unpack import bench_peaks, bench_unpack
 from devtools.bench.unpacker import bench_unpacker
@@ -59,16 +60,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=devtools.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "what", choices=["pack", "unpack", "unpacker", "selfextract", "app", "image", "all"]
+        "what",
+        choices=["pack", "unpack", "small", "unpacker", "selfextract", "app", "image", "all"],
     )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--env", choices=["bench", "fixture"], default="bench")
+    parser.add_argument("--env", choices=["bench", "fixture", "tiny"], default="bench")
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md", help="for `all`")
     args = parser.parse_args(args_list)
     if args.what == "unpacker":
         print(render([bench_unpacker(args.runs)], None, args.runs))
         return 0
     ensure_bench_venv()
+    if args.what == "small":  # builds its own two small workspaces
+        with tempfile.TemporaryDirectory(prefix="envpack-bench-") as tmp_name:
+            print(render([bench_small(Path(tmp_name), args.runs)], None, args.runs))
+        return 0
     with (
         tempfile.TemporaryDirectory(prefix="envpack-bench-") as tmp_name,
         workspace(args.env, Path(tmp_name)) as ws,
@@ -79,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("Unpack", lambda: bench_unpack(ws, args.runs)),
                 ("Peak memory and disk during unpack", lambda: bench_peaks(ws, args.runs)),
             ]
+        if args.what == "all":
+            chosen.append(("Unpack, small envs", lambda: bench_small(ws.tmp / "small", args.runs)))
         if args.what in ("pack", "all"):
             chosen += [
                 ("Pack", lambda: bench_pack(ws, args.runs)),
