@@ -49,19 +49,23 @@ def _feed_all(ex: Extractor, files: list[Path]) -> dict[str, str]:
     return digests
 
 
-# (in RAM, budget): piped (nothing fits), staged in a memfd, staged on disk.
-MODES = [(True, 0), (True, 1 << 40), (False, 1 << 40)]
-MODE_IDS = ["piped", "memory", "disk"]
+# (in RAM, budget, inline): piped (nothing fits), staged in a memfd or on disk for a child,
+# staged and extracted by the reader itself (packages up to 1 MiB, by default).
+MODES = [(True, 0, 0), (True, 1 << 40, 0), (False, 1 << 40, 0), (True, 1 << 40, 1 << 40)]
+MODE_IDS = ["piped", "memory", "disk", "inline"]
+Mode = tuple[bool, int, int]
 
 
-def _extractor(root: Path, mode: tuple[bool, int], **kwargs: int) -> Extractor:
-    in_memory, budget = mode
-    return Extractor(root, budget, memory_budget=budget, in_memory=in_memory, **kwargs)
+def _extractor(root: Path, mode: Mode, **kwargs: int) -> Extractor:
+    in_memory, budget, inline = mode
+    return Extractor(
+        root, budget, memory_budget=budget, in_memory=in_memory, inline=inline, **kwargs
+    )
 
 
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
 def test_same_tree_and_digest_as_rattlers_extract(
-    fixture_channel: FixtureChannel, tmp_path: Path, mode: tuple[bool, int]
+    fixture_channel: FixtureChannel, tmp_path: Path, mode: Mode
 ) -> None:
     files = _packages(fixture_channel)
     with _extractor(tmp_path / "x", mode) as ex:
@@ -108,7 +112,10 @@ def test_leaving_by_an_exception_reaps_every_child(
     fixture_channel: FixtureChannel, tmp_path: Path
 ) -> None:
     files = _packages(fixture_channel)
-    with pytest.raises(RuntimeError), _extractor(tmp_path / "x", (True, 1 << 40), workers=4) as ex:
+    with (
+        pytest.raises(RuntimeError),
+        _extractor(tmp_path / "x", (True, 1 << 40, 0), workers=4) as ex,
+    ):
         _feed_all(ex, files[:4])
         raise RuntimeError("the reader failed")
     with pytest.raises(ChildProcessError):

@@ -30,6 +30,8 @@ _NO_SPACE = "(os error 28)"  # how rattler's io errors spell ENOSPC
 # (numpy, scipy, pyarrow: 15-36 MB) while the reader moves on, and stays well inside
 # envunpack's memory budget (~90 MB RSS on the bench env, goal <= 150 MB).
 MEMORY_BUDGET = 48 << 20
+# Packages up to this size are extracted by the reader itself: see _extract_here.
+INLINE = 1 << 20
 _PIPE_SIZE = 1 << 20  # Linux's default cap for an unprivileged pipe; fewer wake-ups than 64 KiB
 _PROC_FD = Path("/proc/self/fd")
 
@@ -58,8 +60,10 @@ class Extractor:
         memory_budget: int = MEMORY_BUDGET,
         in_memory: bool | None = None,
         workers: int | None = None,
+        inline: int = INLINE,
     ) -> None:
         self._root = root
+        self._inline = inline
         # Without /proc (a truly bare chroot) neither a pipe nor a memfd has a path rattler
         # could open: everything is staged on disk then.
         self._can_pipe = _PROC_FD.is_dir()
@@ -112,14 +116,27 @@ class Extractor:
         if memfd is not None:
             # A read-ahead in RAM: the child reaches it by this name, as it reaches a pipe.
             path.symlink_to(_PROC_FD / str(memfd))
-        self._wait_for_slot()
-        self._staged += size
         try:
-            self._spawn(_Job(name, work, path, size), path)
+            if size <= self._inline:
+                self._extract_here(name, path, work / "pkg")
+            else:
+                self._wait_for_slot()
+                self._staged += size
+                self._spawn(_Job(name, work, path, size), path)
         finally:
             if memfd is not None:
                 os.close(memfd)  # the child's copy keeps it alive until it has extracted
         return digest
+
+    def _extract_here(self, name: str, source: Path, dest: Path) -> None:
+        # A fork costs more than a small package's extraction (~5 ms on a VM, for a parent
+        # with rattler loaded): those are extracted here, while the children do big ones.
+        try:
+            extract(source, dest)
+        except Exception as exc:  # noqa: BLE001 - rattler raises one opaque type per cause
+            self._failed(name, str(exc).strip().encode())
+        finally:
+            source.unlink(missing_ok=True)
 
     def _piped_feed(
         self,
@@ -188,10 +205,13 @@ class Extractor:
         self._staged -= job.staged
         told = _read_all(job.errors)
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-            # rattler quotes raw tar headers in some errors: NULs and newlines, one line here.
-            text = re.sub(r"[\x00-\x1f]+", " ", told.decode(errors="replace")).strip()
-            said = cause_text(RuntimeError(text)) if text else f"extraction failed ({status})"
-            self._failures.append(f"{job.name}: {said}")
+            self._failed(job.name, told, status)
+
+    def _failed(self, name: str, told: bytes, status: int = 1) -> None:
+        # rattler quotes raw tar headers in some errors: NULs and newlines, one line here.
+        text = re.sub(r"[\x00-\x1f]+", " ", told.decode(errors="replace")).strip()
+        said = cause_text(RuntimeError(text)) if text else f"extraction failed ({status})"
+        self._failures.append(f"{name}: {said}")
 
     def finish(self) -> dict[str, Path]:
         """Wait for every child; member name → its extracted package directory."""
