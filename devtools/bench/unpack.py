@@ -96,10 +96,12 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
     }
     lines = [
         "From an archive file to a runnable env at the same path. Each run starts from an",
-        "empty directory; after the warm-up, each contestant's env had to import its packages",
-        f"with the env's own python (`{PROBE[ws.kind].split(';')[0]}`)."
-        if ws.has_python
-        else "the env's programs had to run (`hello-c`, `openssl version`).",
+        "empty directory; after the warm-up, each contestant's env had to "
+        + (
+            f"import its packages\nwith the env's own python (`{PROBE[ws.kind].split(';')[0]}`)."
+            if ws.has_python
+            else "run its program\n(`hello-c`) and load its libraries."
+        ),
         "Raw rattler.install links the lock's records straight from the channel's files; its",
         "package cache is deleted untimed between runs, while envunpack deletes its own",
         "(staged archive members and extracted packages) within its time.",
