@@ -6,6 +6,7 @@ import importlib.machinery
 import io
 import os
 import sys
+import threading
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,8 @@ from envpack.target.runtime import bundle_dir, static_program
 LAZY_EXTENSION = "rattler/rattler.abi3.so"
 LAZY_MODULE = "rattler.rattler"
 LAZY_SECTION = b".envpack.rattler"
+# What runs without rattler, and should not pay for decompressing it.
+QUICK = {"-h", "--help", "--version", "--show-completion", "--install-completion"}
 
 
 def lazy_payload(bundle: Path) -> tuple[Path, int, int] | None:
@@ -39,12 +42,39 @@ def lazy_payload(bundle: Path) -> tuple[Path, int, int] | None:
 class LazyExtensionFinder(importlib.abc.MetaPathFinder):
     """Decompresses the rattler extension into the bundle the first time it is imported.
 
-    Once the file exists, the normal path finder imports it as any other extension.
+    Once the file exists, the normal path finder imports it as any other extension. With
+    `ahead()`, a thread starts on it at once: zstd releases the GIL, so the ~55 MB are
+    decompressed on the other core while typer and the archive's head are loaded.
     """
 
     def __init__(self, bundle: Path, payload: tuple[Path, int, int]) -> None:
         self.bundle = bundle
         self.payload = payload
+        self.lock = threading.Lock()
+        self.done = False
+
+    def ahead(self) -> None:
+        threading.Thread(target=self.decompress, daemon=True).start()
+
+    def decompress(self) -> None:
+        with self.lock:  # the import waits here for a thread that is at it
+            if self.done:
+                return
+            import zstandard
+
+            source, offset, size = self.payload
+            with source.open("rb") as f:
+                f.seek(offset)
+                compressed = f.read(size)
+            extension = self.bundle / LAZY_EXTENSION
+            # Nothing else of rattler is a file in the bundle (its Python code is in the PYZ).
+            extension.parent.mkdir(parents=True, exist_ok=True)
+            partial = extension.with_name(extension.name + ".part")
+            with partial.open("wb") as dst:
+                zstandard.ZstdDecompressor().copy_stream(io.BytesIO(compressed), dst)
+            # Rename last: a half-written file must never be what gets dlopen'ed.
+            partial.rename(extension)
+            self.done = True
 
     def find_spec(
         self,
@@ -55,32 +85,22 @@ class LazyExtensionFinder(importlib.abc.MetaPathFinder):
         if fullname != LAZY_MODULE:
             return None
         sys.meta_path.remove(self)
-        import zstandard
-
-        source, offset, size = self.payload
-        with source.open("rb") as f:
-            f.seek(offset)
-            compressed = f.read(size)
-        extension = self.bundle / LAZY_EXTENSION
-        # Nothing else of rattler is a file in the bundle (its Python code is in the PYZ).
-        extension.parent.mkdir(parents=True, exist_ok=True)
-        partial = extension.with_name(extension.name + ".part")
-        with partial.open("wb") as dst:
-            zstandard.ZstdDecompressor().copy_stream(io.BytesIO(compressed), dst)
-        # Rename last: a half-written file must never be what gets dlopen'ed.
-        partial.rename(extension)
+        self.decompress()
         # The path finder cached the folder's listing when the rattler package was imported.
         importlib.invalidate_caches()
         return None
 
 
-def install_lazy_extension() -> None:
+def install_lazy_extension(argv: Sequence[str] = ()) -> None:
     bundle = bundle_dir()
     if bundle is None:
         return
     payload = lazy_payload(bundle)
     if payload is not None:
-        sys.meta_path.insert(0, LazyExtensionFinder(bundle, payload))
+        finder = LazyExtensionFinder(bundle, payload)
+        sys.meta_path.insert(0, finder)
+        if not QUICK.intersection(argv):  # every command but these imports rattler
+            finder.ahead()
 
 
 def restore_child_environment(environ: MutableMapping[str, str]) -> None:
@@ -102,7 +122,7 @@ def run() -> None:
     # typer turns rich output on unless told otherwise, whether or not rich can be imported;
     # the bundle leaves rich out (megabytes and startup time), so switch it off before typer loads.
     os.environ["TYPER_USE_RICH"] = "0"
-    install_lazy_extension()
+    install_lazy_extension(sys.argv[1:])
     if bundle_dir() is not None:
         restore_child_environment(os.environ)
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -44,19 +49,23 @@ def _feed_all(ex: Extractor, files: list[Path]) -> dict[str, str]:
     return digests
 
 
-# (in RAM, budget): piped (nothing fits), staged in a memfd, staged on disk.
-MODES = [(True, 0), (True, 1 << 40), (False, 1 << 40)]
-MODE_IDS = ["piped", "memory", "disk"]
+# (in RAM, budget, inline): piped (nothing fits), staged in a memfd or on disk for a child,
+# staged and extracted by the reader itself (packages up to 1 MiB, by default).
+MODES = [(True, 0, 0), (True, 1 << 40, 0), (False, 1 << 40, 0), (True, 1 << 40, 1 << 40)]
+MODE_IDS = ["piped", "memory", "disk", "inline"]
+Mode = tuple[bool, int, int]
 
 
-def _extractor(root: Path, mode: tuple[bool, int], **kwargs: int) -> Extractor:
-    in_memory, budget = mode
-    return Extractor(root, budget, memory_budget=budget, in_memory=in_memory, **kwargs)
+def _extractor(root: Path, mode: Mode, **kwargs: int) -> Extractor:
+    in_memory, budget, inline = mode
+    return Extractor(
+        root, budget, memory_budget=budget, in_memory=in_memory, inline=inline, **kwargs
+    )
 
 
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
 def test_same_tree_and_digest_as_rattlers_extract(
-    fixture_channel: FixtureChannel, tmp_path: Path, mode: tuple[bool, int]
+    fixture_channel: FixtureChannel, tmp_path: Path, mode: Mode
 ) -> None:
     files = _packages(fixture_channel)
     with _extractor(tmp_path / "x", mode) as ex:
@@ -103,7 +112,10 @@ def test_leaving_by_an_exception_reaps_every_child(
     fixture_channel: FixtureChannel, tmp_path: Path
 ) -> None:
     files = _packages(fixture_channel)
-    with pytest.raises(RuntimeError), _extractor(tmp_path / "x", (True, 1 << 40), workers=4) as ex:
+    with (
+        pytest.raises(RuntimeError),
+        _extractor(tmp_path / "x", (True, 1 << 40, 0), workers=4) as ex,
+    ):
         _feed_all(ex, files[:4])
         raise RuntimeError("the reader failed")
     with pytest.raises(ChildProcessError):
@@ -119,3 +131,60 @@ def test_place_names_each_package_for_rattlers_cache(tmp_path: Path) -> None:
     dirs = {"channel/linux-64/x.conda": tmp_path / "b" / "pkg"}
     with pytest.raises(ArchiveError, match="a second package for x-1-0"):
         place(dirs, {"channel/linux-64/x.conda": "x-1-0"}, tmp_path / "cache")
+
+
+_PARENT = """
+import sys, time
+from pathlib import Path
+from envpack.target.extract import Extractor
+package, root, in_memory = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
+ex = Extractor(root, 1 << 40, memory_budget=1 << 40, in_memory=in_memory, workers=2)
+for copy in ("a", "b"):  # the younger child holds the older one's pipe too
+    with package.open("rb") as fh:
+        ex.feed(f"channel/{copy}/{package.name}", package.stat().st_size, fh, len)
+print("spawned", flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its reaper (not us) can collect it
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memory", "disk"])
+def test_a_child_dies_with_its_sigkilled_parent(
+    fixture_channel: FixtureChannel, tmp_path: Path, in_memory: bool
+) -> None:
+    # A staged child has its whole archive and no pipe to see end: only the parent's death
+    # can stop it. The same code runs in the static build, which has no ctypes (no prctl).
+    python = next(p for p in _packages(fixture_channel) if p.name.startswith("python-3"))
+    root = tmp_path / "x"
+    args = [sys.executable, "-c", _PARENT, str(python), str(root), "1" if in_memory else "0"]
+    parent = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    children: list[int] = []
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "spawned\n"
+        task = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        children = [int(pid) for pid in task.read_text().split()]
+        assert len(children) == 2
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_alive, children)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(map(_alive, children))
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    # Ended by the kill, not by finishing its package: the extraction stopped part way.
+    extract(python, tmp_path / "direct")
+    whole = sum(1 for _ in (tmp_path / "direct").rglob("*"))
+    for work in ("0", "1"):
+        assert sum(1 for _ in (root / work / "pkg").rglob("*")) < whole

@@ -43,7 +43,7 @@ def bench_selfextract(ws: Workspace, runs: int) -> Section:
     def fresh() -> None:
         shutil.rmtree(dest, ignore_errors=True)
 
-    check = ws.python_check(dest / "env")
+    check = ws.env_check(dest / "env")
     unpack_contestants = [
         Contestant("./env.run -o DIR", lambda: sh(exe, "-o", dest, "-q"), fresh, check),
         Contestant(

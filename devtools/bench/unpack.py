@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from devtools.bench.baseline import lock_records
@@ -30,10 +31,9 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
         fresh()
         env.mkdir(parents=True)
 
-    gz, zst = ws.conda_pack("tar.gz"), ws.conda_pack("tar.zst")
     floor = ws.tmp / "installed.tar"
     sh("tar", "-C", ws.installed.parent, "-cf", floor, "env")
-    check = ws.python_check(env)
+    check = ws.env_check(env)
     contestants = [
         Contestant(
             "envunpack (venv)",
@@ -47,22 +47,7 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
             fresh_and_cache,
             check,
         ),
-        Contestant(
-            "conda-pack gz: tar -xzf + conda-unpack",
-            lambda: shell(
-                f"tar -xzf '{gz}' -C '{env}' && '{env}/bin/python' '{env}/bin/conda-unpack'"
-            ),
-            fresh_env_dir,
-            check,
-        ),
-        Contestant(
-            "conda-pack zst: tar -x --zstd + conda-unpack",
-            lambda: shell(
-                f"tar --zstd -xf '{zst}' -C '{env}' && '{env}/bin/python' '{env}/bin/conda-unpack'"
-            ),
-            fresh_env_dir,
-            check,
-        ),
+        *(_conda_pack_contestants(ws, env, fresh_env_dir, check) if ws.has_python else []),
         Contestant(
             "tar -xf of the installed env (floor)",
             lambda: sh("tar", "-C", dest, "-xf", floor),
@@ -90,8 +75,14 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
     if not frozen_available():
         rows.insert(1, ["envunpack (frozen)", NOT_BUILT, "—"])
     figures: dict[str, float | None] = {
-        "unpack_vs_condapack_gz": ratio(times, ours, contestants[-3].name),
-        "unpack_vs_condapack_zst": ratio(times, ours, contestants[-2].name),
+        **(
+            {
+                "unpack_vs_condapack_gz": ratio(times, ours, contestants[-3].name),
+                "unpack_vs_condapack_zst": ratio(times, ours, contestants[-2].name),
+            }
+            if ws.has_python
+            else {}
+        ),
         "unpack_vs_rattler": ratio(times, ours, "raw rattler.install"),
         "unpack_vs_tar": ratio(times, ours, contestants[-1].name),
         "unpack_frozen_vs_venv": (
@@ -105,8 +96,12 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
     }
     lines = [
         "From an archive file to a runnable env at the same path. Each run starts from an",
-        "empty directory; after the warm-up, each contestant's env had to import its packages",
-        f"with the env's own python (`{PROBE[ws.kind].split(';')[0]}`).",
+        "empty directory; after the warm-up, each contestant's env had to "
+        + (
+            f"import its packages\nwith the env's own python (`{PROBE[ws.kind].split(';')[0]}`)."
+            if ws.has_python
+            else "run its program\n(`hello-c`) and load its libraries."
+        ),
         "Raw rattler.install links the lock's records straight from the channel's files; its",
         "package cache is deleted untimed between runs, while envunpack deletes its own",
         "(staged archive members and extracted packages) within its time.",
@@ -115,6 +110,31 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
     ]
     bars = [(c.name, median(times, c.name)) for c in contestants]
     return Section("Unpack", lines, figures, bars)
+
+
+def _conda_pack_contestants(
+    ws: Workspace, env: Path, fresh: Callable[[], None], check: Callable[[], object]
+) -> list[Contestant]:
+    """conda-pack's unpack: conda-unpack is a python script run by the env's own python."""
+    gz, zst = ws.conda_pack("tar.gz"), ws.conda_pack("tar.zst")
+    return [
+        Contestant(
+            "conda-pack gz: tar -xzf + conda-unpack",
+            lambda: shell(
+                f"tar -xzf '{gz}' -C '{env}' && '{env}/bin/python' '{env}/bin/conda-unpack'"
+            ),
+            fresh,
+            check,
+        ),
+        Contestant(
+            "conda-pack zst: tar -x --zstd + conda-unpack",
+            lambda: shell(
+                f"tar --zstd -xf '{zst}' -C '{env}' && '{env}/bin/python' '{env}/bin/conda-unpack'"
+            ),
+            fresh,
+            check,
+        ),
+    ]
 
 
 def bench_peaks(ws: Workspace, runs: int) -> Section:
@@ -150,7 +170,7 @@ def payload_archive(ws: Workspace) -> tuple[Path, Path, Path] | None:
     if ws.kind != "bench":
         return None
     say("payload: building (cached) and packing the 1 GiB package")
-    channel, lock = channel_for("bench", payload=True)
+    channel, lock = channel_for("bench", ws.tmp, payload=True)
     with serve_directory(channel, 0.0) as url:
         project = lock_for(lock, url, ws.tmp / "payload-project").parent
         archive, cache = ws.tmp / "payload.tar.zst", ws.tmp / "payload-cache"
@@ -183,7 +203,7 @@ def peaks_for(
             rattler_cmd(lock, channel, dest / "env", dest / "rattler-cache", clean=True),
         )
     )
-    if label == "env":
+    if label == "env" and ws.has_python:
         gz = ws.conda_pack("tar.gz")
         env = dest / "env"
         script = (

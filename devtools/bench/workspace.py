@@ -14,12 +14,17 @@ from devtools.bench.measure import disk_usage, sh
 from devtools.fixtures import bigenv
 from devtools.fixtures.channel import build as build_fixture
 from devtools.fixtures.channel import lock_for
+from devtools.fixtures.locks import solve, write_lock_v7
 from devtools.httpserver import serve_directory
 
 # The baseline runs through the bench's entry script, which imports only devtools.bench.baseline
 # for it: the fixture builders (rattler_build and all) stay out of that process, so it
 # starts as lean as envunpack.
 ENTRY = ROOT / "scripts" / "bench.py"
+# Issue 19's tiny env: 7 packages (with libhello, libzlib, ncurses), 3.5 MB, no python.
+TINY_SPECS = ("hello-c", "openssl", "readline", "libsqlite", "libzlib")
+TINY_PACKAGES = 7
+TINY_LIBS = ("libssl.so.3", "libsqlite3.so.0", "libreadline.so.8", "libz.so.1")
 
 
 @dataclass
@@ -54,13 +59,25 @@ class Workspace:
         cmd += ["-q", "--force"]
         return lambda: sh(*cmd, *extra)
 
-    def python_check(self, prefix: Path) -> Callable[[], str]:
+    @property
+    def has_python(self) -> bool:
+        return self.kind != "tiny"
+
+    def env_check(self, prefix: Path) -> Callable[[], str]:
+        """What the unpacked env must do: its python imports its packages (tiny: its
+        program runs and its libraries load, each from the env's lib/)."""
+        if not self.has_python:
+            libs = ", ".join(f"'{prefix}/lib/{name}'" for name in TINY_LIBS)
+            load = f"import ctypes; [ctypes.CDLL(p) for p in ({libs},)]"
+            return lambda: sh(prefix / "bin" / "hello-c") + sh("/usr/bin/python3", "-c", load)
         return lambda: sh(prefix / "bin" / "python", "-c", PROBE[self.kind])
 
 
-def channel_for(kind: str, *, payload: bool = False) -> tuple[Path, Path]:
-    if kind == "fixture" and not payload:
+def channel_for(kind: str, tmp: Path, *, payload: bool = False) -> tuple[Path, Path]:
+    if kind in ("fixture", "tiny") and not payload:
         fixture = build_fixture()
+        if kind == "tiny":
+            return fixture.root, tiny_lock(fixture.root, tmp / "tiny.lock")
         return fixture.root, fixture.lock_v6
     built = bigenv.build(payload=payload, progress=True)
     return built.root, built.lock
@@ -68,7 +85,7 @@ def channel_for(kind: str, *, payload: bool = False) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def workspace(kind: str, tmp: Path) -> Iterator[Workspace]:
-    channel, lock = channel_for(kind)
+    channel, lock = channel_for(kind, tmp)
     with serve_directory(channel, 0.0) as url:
         project = lock_for(lock, url, tmp / "project").parent
         cache, archive = tmp / "envpack-cache", tmp / "envpack.tar.zst"
@@ -91,6 +108,15 @@ def workspace(kind: str, tmp: Path) -> Iterator[Workspace]:
             artifact_bytes=sum((channel / r.subdir / r.file_name).stat().st_size for r in records),
             installed_bytes=disk_usage(tmp / "installed" / "env"),
         )
+
+
+def tiny_lock(channel: Path, path: Path) -> Path:
+    """The tiny env: the fixture channel's real binaries without python, solved here (the
+    channel's own locks all have CPython), written as a lock envpack reads."""
+    records = {p: solve(channel, p, TINY_SPECS) for p in ("linux-64",)}
+    assert len(records["linux-64"]) == TINY_PACKAGES, records
+    write_lock_v7(records, path)
+    return path
 
 
 def rattler_cmd(

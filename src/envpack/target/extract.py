@@ -25,12 +25,13 @@ from rattler.package_streaming import extract
 from envpack.core.errors import ArchiveError, InstallError, cause_text
 from envpack.core.hashing import Readable, hash_stream
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _NO_SPACE = "(os error 28)"  # how rattler's io errors spell ENOSPC
 # Read-ahead held in RAM while children extract: lets a second child work on a big package
 # (numpy, scipy, pyarrow: 15-36 MB) while the reader moves on, and stays well inside
 # envunpack's memory budget (~90 MB RSS on the bench env, goal <= 150 MB).
 MEMORY_BUDGET = 48 << 20
+# Packages up to this size are extracted by the reader itself: see _extract_here.
+INLINE = 1 << 20
 _PIPE_SIZE = 1 << 20  # Linux's default cap for an unprivileged pipe; fewer wake-ups than 64 KiB
 _PROC_FD = Path("/proc/self/fd")
 
@@ -59,8 +60,10 @@ class Extractor:
         memory_budget: int = MEMORY_BUDGET,
         in_memory: bool | None = None,
         workers: int | None = None,
+        inline: int = INLINE,
     ) -> None:
         self._root = root
+        self._inline = inline
         # Without /proc (a truly bare chroot) neither a pipe nor a memfd has a path rattler
         # could open: everything is staged on disk then.
         self._can_pipe = _PROC_FD.is_dir()
@@ -75,7 +78,6 @@ class Extractor:
         self._staged = 0
         self._failures: list[str] = []
         self.dirs: dict[str, Path] = {}
-        self._prctl = _prctl()
 
     def __enter__(self) -> Extractor:
         return self
@@ -114,14 +116,27 @@ class Extractor:
         if memfd is not None:
             # A read-ahead in RAM: the child reaches it by this name, as it reaches a pipe.
             path.symlink_to(_PROC_FD / str(memfd))
-        self._wait_for_slot()
-        self._staged += size
         try:
-            self._spawn(_Job(name, work, path, size), path)
+            if size <= self._inline:
+                self._extract_here(name, path, work / "pkg")
+            else:
+                self._wait_for_slot()
+                self._staged += size
+                self._spawn(_Job(name, work, path, size), path)
         finally:
             if memfd is not None:
                 os.close(memfd)  # the child's copy keeps it alive until it has extracted
         return digest
+
+    def _extract_here(self, name: str, source: Path, dest: Path) -> None:
+        # A fork costs more than a small package's extraction (~5 ms on a VM, for a parent
+        # with rattler loaded): those are extracted here, while the children do big ones.
+        try:
+            extract(source, dest)
+        except Exception as exc:  # noqa: BLE001 - rattler raises one opaque type per cause
+            self._failed(name, str(exc).strip().encode())
+        finally:
+            source.unlink(missing_ok=True)
 
     def _piped_feed(
         self,
@@ -167,7 +182,7 @@ class Extractor:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
             os.close(job.errors)
-            _die_with(parent, self._prctl)
+            _die_with(parent, errors_in)
             _child(source, job.work / "pkg", errors_in, close_in_child)
         os.close(errors_in)
         self._jobs[pid] = job
@@ -190,10 +205,13 @@ class Extractor:
         self._staged -= job.staged
         told = _read_all(job.errors)
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-            # rattler quotes raw tar headers in some errors: NULs and newlines, one line here.
-            text = re.sub(r"[\x00-\x1f]+", " ", told.decode(errors="replace")).strip()
-            said = cause_text(RuntimeError(text)) if text else f"extraction failed ({status})"
-            self._failures.append(f"{job.name}: {said}")
+            self._failed(job.name, told, status)
+
+    def _failed(self, name: str, told: bytes, status: int = 1) -> None:
+        # rattler quotes raw tar headers in some errors: NULs and newlines, one line here.
+        text = re.sub(r"[\x00-\x1f]+", " ", told.decode(errors="replace")).strip()
+        said = cause_text(RuntimeError(text)) if text else f"extraction failed ({status})"
+        self._failures.append(f"{name}: {said}")
 
     def finish(self) -> dict[str, Path]:
         """Wait for every child; member name → its extracted package directory."""
@@ -217,22 +235,16 @@ class Extractor:
                 self._jobs.pop(next(iter(self._jobs)))
 
 
-def _prctl() -> Callable[[int, int], int] | None:
-    """libc's prctl, looked up once in the parent (a child should not pay for ctypes)."""
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
-        return None
-
-
-def _die_with(parent: int, prctl: Callable[[int, int], int] | None) -> None:  # pragma: no cover
+def _die_with(parent: int, errors: int) -> None:  # pragma: no cover - runs in the child
     # A SIGKILLed envunpack must not leave children behind: they would keep writing into
     # the staging dir and hold its lock (inherited), so the next run could not remove it.
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the line above took effect
+    # No ctypes (left out of the static build), so no PR_SET_PDEATHSIG: instead the kernel
+    # SIGKILLs this writer when the last reader of its error pipe closes it. That reader is
+    # the parent, and younger children that inherited it, which die the same way first.
+    fcntl.fcntl(errors, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(errors, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(errors, fcntl.F_SETFL, fcntl.fcntl(errors, fcntl.F_GETFL) | os.O_ASYNC)
+    if os.getppid() != parent:  # it died before the lines above took effect
         os._exit(1)
 
 

@@ -32,7 +32,7 @@ from envpack.target.source import ArchiveSource
 from envpack.target.unpackreport import print_check, print_listing, print_sbom
 
 if TYPE_CHECKING:
-    pass
+    from envpack.target.ocipull import PullOptions
 
 # The activation flavours; kept here as names so that --help needs no rattler import.
 SHELL_NAMES = ("bash", "zsh", "sh", "fish", "xonsh", "powershell")
@@ -178,7 +178,6 @@ def main_command(
     ensure_ca_certificates()  # rattler panics without CA certificates, even offline
     from envpack.core.progress import Reporter, SilentReporter, TqdmReporter
     from envpack.target import unpack
-    from envpack.target.ocipull import PullOptions
 
     reporter: Reporter = SilentReporter() if quiet or as_json else TqdmReporter(verbose=verbose)
     if (cache is not None or insecure) and not is_oci(archive):
@@ -187,7 +186,11 @@ def main_command(
         raise UsageError("--prune-cache needs --cache DIR and an unpack (not --list or --check)")
     # --list needs only envpack.json; --list --sbom reads the SBOM through the whole pack.
     manifest_only = list_only and not sbom
-    pull = PullOptions(cache, insecure, manifest_only, prune_cache) if is_oci(archive) else None
+    pull: PullOptions | None = None
+    if is_oci(archive):  # the registry client only for oci://
+        from envpack.target.ocipull import PullOptions
+
+        pull = PullOptions(cache, insecure, manifest_only, prune_cache)
     options = unpack.UnpackOptions(
         output_dir=output_directory,
         env_name=env_name,
