@@ -76,10 +76,11 @@ class Cache:
         key = hashlib.sha256(strip_credentials(url)[0].encode()).hexdigest()
         return self.root / "url" / key[:2] / key
 
-    def tempfile(self, target: Path) -> tuple[BinaryIO, Path]:
+    def temp_path(self, target: Path) -> Path:
+        """Where `target` is written before its check; the caller creates it inside the
+        `try` that removes it, so a signal between the two cannot leave it behind."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
-        return tmp.open("wb"), tmp
+        return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
 
 
 def _hash_file(path: Path, *, md5_too: bool) -> tuple[str, str, int]:
@@ -231,10 +232,12 @@ class Fetcher:
     async def _download(
         self, artifact: Artifact, url: str, target: Path, bar: Bar | None, scheme: str
     ) -> Fetched:
-        out, tmp = self._cache.tempfile(target)
-        sink = _Sink(out, bar)
+        tmp = self._cache.temp_path(target)
         try:
-            with out:
+            # Opened inside the try: an Interrupted raised the moment open() returns (a
+            # signal lands between any two bytecodes) still removes the file.
+            with tmp.open("wb") as out:
+                sink = _Sink(out, bar)
                 if scheme == "file":
                     await asyncio.to_thread(_read_local, url, sink)
                 else:
