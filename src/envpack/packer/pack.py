@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -15,14 +14,13 @@ import rattler
 from packaging.utils import canonicalize_name
 from rattler.networking import Client
 
-from envpack.core.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
+from envpack.core.archive import DEFAULT_LEVEL, Compression
 from envpack.core.errors import EnvpackError, LockError, UsageError, output_error
-from envpack.core.layout import CHUNK
 from envpack.core.manifest import manifest_to_json
 from envpack.core.models import Download, Manifest, Plan
 from envpack.core.ociref import parse_ref
 from envpack.core.progress import Reporter
-from envpack.core.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
+from envpack.core.selfextract import find_unpacker
 from envpack.packer import appfile
 from envpack.packer.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.packer.fetch import Cache, Fetched, Fetcher, FetchOptions
@@ -36,13 +34,14 @@ from envpack.packer.netconfig import (
     make_client,
 )
 from envpack.packer.ocipush import Pushed, push_pack
-from envpack.packer.output import HashingWriter, atomic_output, check_output
-from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
+from envpack.packer.output import atomic_output, check_output
+from envpack.packer.packcontents import subject
 from envpack.packer.packdir import check_directory_output, write_folder
 from envpack.packer.pkgcache import channel_layout, default_caches, find_cached
 from envpack.packer.prefix import plan_prefix
 from envpack.packer.sbom import plan_items, sbom_json
 from envpack.packer.wheelcheck import check_plan_wheels
+from envpack.packer.writepack import Layout, write_pack
 from envpack.target.registry import Registry
 
 
@@ -155,7 +154,12 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     fetch = options.fetch
     if fetch.concurrency is None:
         fetch = replace(fetch, concurrency=download_concurrency(config))
-    fetcher = Fetcher(Cache(cache), client or make_client(config), reporter, fetch)
+    client = client or make_client(config)
+    # Written to a file, the archive hashes each cache hit as it copies it, and rewrites
+    # itself if one is corrupt: one read per file. Before a pipe or an app file's check of
+    # the packages, only checked files will do.
+    deferred = options.output is not None and app is None
+    fetcher = Fetcher(Cache(cache), client, reporter, fetch, hash_hits=not deferred)
     have = {f.artifact.path for f in local}
     mirrored = [
         replace(d, url=local_mirror(d.url, config.mirrors))
@@ -177,32 +181,20 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
             reporter.info(f"pushing to {ref}")
             pushed = push_pack(Path(tmp) / "pack", manifest, registry)
         return PackResult(None, manifest, pushed.digest[7:], pushed.size, pushed)
+    by_path = {d.artifact.path: d for d in mirrored}
+    checking = Fetcher(Cache(cache), client, reporter, fetch)  # for a corrupt hit, again
+
+    def refetch(bad: Fetched) -> Fetched:
+        try:
+            return checking.fetch(by_path[bad.artifact.path])
+        except OSError as exc:  # as in _fetch: the fetcher's own reads and writes
+            raise output_error(cache, exc, "writing the download cache") from None
+
+    layout = Layout(options.compression, options.level, unpacker, app)
     with atomic_output(options.output, executable=unpacker is not None) as out:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
-        artifacts = shipped(fetched)
-        # From the verified downloads' hashes: the SBOM states what the archive holds.
-        sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
-        manifest = manifest_for(plan, artifacts, sbom)
         reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
-        offset = 0
-        if unpacker is not None:
-            head_at = 0
-            if app is not None:
-                head_at = out.write(app.prefix(fetched, unpacker.stat().st_size, reporter))
-            head_at += _copy_into(unpacker, out)
-            out.write(head(bytes(32), 0, 0))
-            offset = head_at + TRAILER_SIZE
-        payload = HashingWriter(out)
-        bar = reporter.bar("write", sum(f.size for f in fetched), "B")
-        try:
-            with ArchiveWriter(payload, options.compression, options.level) as writer:
-                write_members(writer, plan, fetched, manifest, sbom, bar)
-        finally:
-            bar.close()
-        if unpacker is not None:
-            out.write(trailer(payload.digest(), offset, payload.size))
-            out.patch(head_at, head(payload.digest(), offset, payload.size))
-        out.flush()
+        manifest = write_pack(out, plan, fetched, layout, reporter, refetch)
         digest = out.hexdigest()
     return PackResult(options.output, manifest, digest, out.size)
 
@@ -271,12 +263,6 @@ def _unpacker(options: PackOptions, platform: str) -> Path | None:
     search = [Path(p) for p in os.environ.get("ENVPACK_UNPACKER_DIR", "").split(":") if p]
     search.append(Path.cwd() / "dist")  # where scripts/build-unpacker puts it
     return find_unpacker(platform, options.unpacker, search)
-
-
-def _copy_into(source: Path, out: Writable) -> int:
-    with source.open("rb") as fh:
-        shutil.copyfileobj(fh, out, CHUNK)
-    return source.stat().st_size
 
 
 def _check_subdirs(plan: Plan) -> None:
