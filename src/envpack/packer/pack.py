@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rattler
 from packaging.utils import canonicalize_name
@@ -21,10 +21,8 @@ from envpack.core.models import Download, Manifest, Plan
 from envpack.core.ociref import parse_ref
 from envpack.core.progress import Reporter
 from envpack.core.selfextract import find_unpacker
-from envpack.packer import appfile
 from envpack.packer.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.packer.fetch import Cache, Fetched, Fetcher, FetchOptions
-from envpack.packer.inject import inject, injected
 from envpack.packer.lockfile import find_lock, plan_lock
 from envpack.packer.netconfig import (
     NetworkOptions,
@@ -33,16 +31,16 @@ from envpack.packer.netconfig import (
     local_mirror,
     make_client,
 )
-from envpack.packer.ocipush import Pushed, push_pack
 from envpack.packer.output import atomic_output, check_output
 from envpack.packer.packcontents import subject
-from envpack.packer.packdir import check_directory_output, write_folder
-from envpack.packer.pkgcache import channel_layout, default_caches, find_cached
-from envpack.packer.prefix import plan_prefix
+from envpack.packer.pkgcache import channel_layout, find_cached
 from envpack.packer.sbom import plan_items, sbom_json
 from envpack.packer.wheelcheck import check_plan_wheels
 from envpack.packer.writepack import Layout, write_pack
-from envpack.target.registry import Registry
+
+# Modules only some options need are imported where used: ~0.1 s of every pack's start-up.
+if TYPE_CHECKING:
+    from envpack.packer.ocipush import Pushed
 
 
 @dataclass(frozen=True)
@@ -94,6 +92,9 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
     if options.prefix is None and options.ignore_pip_installed:
         raise UsageError("--ignore-pip-installed only makes sense with --prefix")
     if options.prefix is not None:
+        from envpack.packer.pkgcache import default_caches
+        from envpack.packer.prefix import plan_prefix
+
         caches = [*options.package_caches, *default_caches(options.prefix, os.environ, Path.home())]
         found = plan_prefix(
             options.prefix,
@@ -122,6 +123,8 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
     for warning in warnings:
         reporter.warn(warning)
     if options.inject:
+        from envpack.packer.inject import inject, injected
+
         plan = inject(plan, [injected(p) for p in options.inject], reporter)
     _check_subdirs(plan)
     check_plan_wheels(plan)
@@ -141,23 +144,32 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     ref = parse_ref(options.registry) if options.registry is not None else None
     plan, local = _planned(options, reporter)
     unpacker = _unpacker(options, plan.platform)
-    app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
+    app = None
+    if options.entrypoint is not None:
+        from envpack.packer import appfile
+
+        app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
     inputs = pack_inputs(options, unpacker)
     if options.directory_only:
+        from envpack.packer.packdir import check_directory_output
+
         check_directory_output(options.output)
     check_output(options.output, inputs, force=options.force and not options.directory_only)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
     # Reached and logged into before a download: a wrong host or password costs nothing.
-    registry = Registry(ref, insecure=options.insecure, reporter=reporter) if ref else None
+    registry = None
+    if ref is not None:
+        from envpack.target.registry import Registry
+
+        registry = Registry(ref, insecure=options.insecure, reporter=reporter)
     config = load_config(options.network)
     fetch = options.fetch
     if fetch.concurrency is None:
         fetch = replace(fetch, concurrency=download_concurrency(config))
     client = client or make_client(config)
-    # Written to a file, the archive hashes each cache hit as it copies it, and rewrites
-    # itself if one is corrupt: one read per file. Before a pipe or an app file's check of
-    # the packages, only checked files will do.
+    # To a file, cache hits are hashed as they are copied (writepack.py); a pipe, or an app
+    # file's check of the packages, needs them checked first.
     deferred = options.output is not None and app is None
     fetcher = Fetcher(Cache(cache), client, reporter, fetch, hash_hits=not deferred)
     have = {f.artifact.path for f in local}
@@ -169,12 +181,19 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     if local:
         reporter.info(f"{len(local)} package files found in package caches")
     if options.directory_only and options.output is not None:
+        from envpack.packer.packdir import write_folder
+
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         manifest, size = write_folder(options.output, plan, fetched, reporter)
         # A folder has no single hash: its manifest names every file's sha256.
         digest = hashlib.sha256(manifest_to_json(manifest)).hexdigest()
         return PackResult(options.output, manifest, digest, size)
     if registry is not None:  # the folder's members, pushed as blobs: what a pull reads back
+        import tempfile
+
+        from envpack.packer.ocipush import push_pack
+        from envpack.packer.packdir import write_folder
+
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         with tempfile.TemporaryDirectory(prefix="envpack-push-", dir=cache) as tmp:
             manifest, _ = write_folder(Path(tmp) / "pack", plan, fetched, reporter)
@@ -207,7 +226,7 @@ def _fetch(
     plan: Plan,
     reporter: Reporter,
 ) -> list[Fetched]:
-    reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
+    reporter.info(f"fetching {len(mirrored)} artifacts ({plan.total_size / 1e6:.1f} MB)")
     try:
         return [*fetcher.fetch_all(mirrored), *local]
     except OSError as exc:  # the fetcher's own reads and writes are of the cache
@@ -277,7 +296,3 @@ def _check_subdirs(plan: Plan) -> None:
             f"packages for another platform than {plan.platform}: {', '.join(wrong)}; "
             "check the lock or the injected files"
         )
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
