@@ -135,6 +135,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's listen backlog is 5: 50 parallel downloads (rattler's default) had
+    # their extra SYNs dropped and retried after 1-3 s, which the cold-pack bench measured
+    # instead of envpack. A real server's accept queue is far deeper.
+    request_queue_size = 128
     owner: FaultServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -118,6 +118,28 @@ def test_compression_level_changes_nothing_but_size() -> None:
     assert _read(fast.getvalue()) == _read(_write("zstd"))
 
 
+class _CountingSink(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes, /) -> int:  # type: ignore[override]
+        self.writes += 1
+        return super().write(data)
+
+
+def test_a_large_member_reaches_the_sink_in_large_writes(tmp_path: Path) -> None:
+    # tarfile's stream cuts into 10 KiB records by default, re-slicing its buffer for each:
+    # 8 MiB would be ~800 writes, and the re-slicing was half of a warm pack's time.
+    big = tmp_path / "big.conda"
+    big.write_bytes(random.Random(1).randbytes(8 << 20))
+    sink = _CountingSink()
+    with ArchiveWriter(sink, "none") as writer:
+        writer.add_file("channel/noarch/big.conda", big)
+    assert sink.writes <= 16, sink.writes
+    assert _read(sink.getvalue()) == [("channel/noarch/big.conda", big.read_bytes())]
+
+
 # --- reading --------------------------------------------------------------------------------
 
 

@@ -366,6 +366,24 @@ def test_corrupt_cache_hit_is_downloaded_again(tmp_path: Path, client: Client, k
     assert any("corrupt" in w and "rotten" in w for w in reporter.warnings), reporter.warnings
 
 
+def test_unhashed_hits_are_marked_for_their_reader(tmp_path: Path, client: Client) -> None:
+    data = os.urandom(5000)
+    locked, md5_only = _artifact("fresh", data), _artifact("old", data, sha256=False, md5=True)
+    paths = {_path(a): data for a in (locked, md5_only)}
+    with FaultServer(paths) as server:
+        downloads = [Download(a, server.url(_path(a))) for a in (locked, md5_only)]
+        _fetcher(tmp_path, client).fetch_all(downloads)
+        trusting = Fetcher(Cache(tmp_path / "cache"), client, RecordingReporter(), hash_hits=False)
+        hit, hashed = trusting.fetch_all(downloads)
+        # A wrong size is seen without hashing: that hit is hashed, dropped, downloaded again.
+        hit.path.write_bytes(data[:-1])
+        (again,) = trusting.fetch_all(downloads[:1])
+        assert server.count(_path(locked)) == 2
+    assert (hit.verified, hit.sha256, hit.size) == (False, locked.sha256, len(data))
+    assert hashed.verified  # no sha256 in the lock: nothing to trust, hashed as always
+    assert again.verified and again.path.read_bytes() == data
+
+
 def test_retry_never_leaves_partial_files(tmp_path: Path, client: Client) -> None:
     data = os.urandom(300_000)
     artifact = _artifact("partial", data)

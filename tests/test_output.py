@@ -57,6 +57,18 @@ def test_atomic_output_renames_only_on_success(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["env.tar"]
 
 
+def test_restart_empties_the_output_and_its_hash(tmp_path: Path) -> None:
+    out = tmp_path / "env.tar"
+    with atomic_output(out) as writer:
+        writer.write(b"a first attempt, longer than the second")
+        writer.patch(0, b"A")
+        writer.restart()
+        writer.write(b"second")
+        assert writer.size == 6
+        assert writer.hexdigest() == hashlib.sha256(b"second").hexdigest()
+    assert out.read_bytes() == b"second"
+
+
 @pytest.mark.parametrize("where", ["/proc", "/sys"])
 def test_pseudo_filesystems_fail_on_entry(where: str) -> None:
     entered = False

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,22 @@ def test_serial_number_follows_the_content() -> None:
     assert one["serialNumber"] == same["serialNumber"]
     assert one["serialNumber"] != other["serialNumber"]
     assert one["serialNumber"].startswith("urn:uuid:")
+
+
+@pytest.mark.parametrize("license_text", ["MIT", "urn:uuid:00000000-0000-0000-0000-000000000000"])
+def test_the_serial_put_in_place_equals_the_library_rendering_it(license_text: str) -> None:
+    # The serial goes into the draft's bytes; the library, told the serial, renders the same
+    # document (a second nil UUID in the content takes the library's path).
+    from envpack.packer import sbom as module
+
+    conda = Artifact(
+        "conda", "zlib", "1.3", "zlib-1.3-h0_0.conda", "b" * 64, None, 9, "h0_0", "linux-64"
+    )
+    items = [Item(conda, {"license": license_text, "depends": []})]
+    got = sbom_json(items, Subject("default", "linux-64"))
+    bom = module._bom(items, Subject("default", "linux-64"), envpack.__version__)
+    bom.serial_number = uuid.UUID(json.loads(got)["serialNumber"][len("urn:uuid:") :])
+    assert got == module._render(bom)
 
 
 # --- what goes in ------------------------------------------------------------------------------

@@ -56,9 +56,7 @@ class Fetched:
     path: Path
     sha256: str
     size: int
-
-
-# --- cache ---------------------------------------------------------------------------------
+    verified: bool = True  # False: a hit taken on the lock's sha256, for its reader to check
 
 
 class Cache:
@@ -76,10 +74,11 @@ class Cache:
         key = hashlib.sha256(strip_credentials(url)[0].encode()).hexdigest()
         return self.root / "url" / key[:2] / key
 
-    def tempfile(self, target: Path) -> tuple[BinaryIO, Path]:
+    def temp_path(self, target: Path) -> Path:
+        """Where `target` is written before its check; the caller creates it inside the
+        `try` that removes it, so a signal between the two cannot leave it behind."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
-        return tmp.open("wb"), tmp
+        return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
 
 
 def _hash_file(path: Path, *, md5_too: bool) -> tuple[str, str, int]:
@@ -107,26 +106,25 @@ def _check(artifact: Artifact, url: str, sha256: str, md5: str, size: int) -> No
 class _Sink:
     """The writer rattler streams into: file, hashes and progress in one pass, chunk by chunk."""
 
-    def __init__(self, out: BinaryIO, bar: Bar | None) -> None:
+    def __init__(self, out: BinaryIO, bar: Bar | None, *, md5: bool) -> None:
         self._out = out
         self._bar = bar
         self.sha = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        # md5 only when the lock has no sha256: a cold pack's CPU is better spent elsewhere.
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.size = 0
         self.last_data = time.monotonic()
 
     def write(self, chunk: bytes) -> int:
         self._out.write(chunk)
         self.sha.update(chunk)
-        self.md5.update(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
         self.size += len(chunk)
         self.last_data = time.monotonic()
         if self._bar is not None:
             self._bar.update(len(chunk))
         return len(chunk)
-
-
-# --- the fetcher -----------------------------------------------------------------------------
 
 
 class Fetcher:
@@ -137,8 +135,12 @@ class Fetcher:
         reporter: Reporter,
         options: FetchOptions | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        hash_hits: bool = True,
     ) -> None:
+        # hash_hits=False: a hit with a sha256 in the lock comes back unhashed (verified=False)
         self._cache = cache
+        self._hash_hits = hash_hits
         self._client = client
         self._reporter = reporter
         self._options = options or FetchOptions()
@@ -214,6 +216,10 @@ class Fetcher:
     def _cached(self, artifact: Artifact, url: str, target: Path) -> Fetched | None:
         if not target.is_file():
             return None
+        if not self._hash_hits and artifact.sha256:
+            size = target.stat().st_size
+            if not artifact.size or artifact.size == size:  # a wrong size is hashed below
+                return Fetched(artifact, target, artifact.sha256, size, verified=False)
         # A cache hit is hashed again: a cache is a disk, and disks and people corrupt files.
         sha256, md5, size = _hash_file(target, md5_too=not artifact.sha256)
         try:
@@ -231,15 +237,18 @@ class Fetcher:
     async def _download(
         self, artifact: Artifact, url: str, target: Path, bar: Bar | None, scheme: str
     ) -> Fetched:
-        out, tmp = self._cache.tempfile(target)
-        sink = _Sink(out, bar)
+        tmp = self._cache.temp_path(target)
         try:
-            with out:
+            # Opened inside the try: an Interrupted raised the moment open() returns (a
+            # signal lands between any two bytecodes) still removes the file.
+            with tmp.open("wb") as out:
+                sink = _Sink(out, bar, md5=not artifact.sha256)
                 if scheme == "file":
                     await asyncio.to_thread(_read_local, url, sink)
                 else:
                     await self._stream(url, sink)
-            sha256, md5 = sink.sha.hexdigest(), sink.md5.hexdigest()
+            sha256 = sink.sha.hexdigest()
+            md5 = sink.md5.hexdigest() if sink.md5 is not None else ""
             _check(artifact, url, sha256, md5, sink.size)
             if not artifact.sha256 and not artifact.md5:
                 target.with_name(target.name + ".sha256").write_text(sha256 + "\n")

@@ -56,6 +56,17 @@ class HashingWriter:
         os.pwrite(self._sink.fileno(), data, offset)
         self._patched = True
 
+    def restart(self) -> None:
+        """Empty the output file to write it again from its first byte (not a pipe's)."""
+        if self._output is None or isinstance(self._sink, HashingWriter):
+            raise RuntimeError("only an output file can be rewritten")  # pragma: no cover
+        self._sink.flush()
+        self._sink.seek(0)
+        self._sink.truncate()
+        self._sha = hashlib.sha256()
+        self._patched = False
+        self.size = 0
+
     def hexdigest(self) -> str:
         if not self._patched:
             return self._sha.hexdigest()

@@ -5,28 +5,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rattler
 from packaging.utils import canonicalize_name
 from rattler.networking import Client
 
-from envpack.core.archive import DEFAULT_LEVEL, ArchiveWriter, Compression, Writable
+from envpack.core.archive import DEFAULT_LEVEL, Compression
 from envpack.core.errors import EnvpackError, LockError, UsageError, output_error
-from envpack.core.layout import CHUNK
 from envpack.core.manifest import manifest_to_json
 from envpack.core.models import Download, Manifest, Plan
 from envpack.core.ociref import parse_ref
 from envpack.core.progress import Reporter
-from envpack.core.selfextract import TRAILER_SIZE, find_unpacker, head, trailer
-from envpack.packer import appfile
+from envpack.core.selfextract import find_unpacker
 from envpack.packer.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.packer.fetch import Cache, Fetched, Fetcher, FetchOptions
-from envpack.packer.inject import inject, injected
 from envpack.packer.lockfile import find_lock, plan_lock
 from envpack.packer.netconfig import (
     NetworkOptions,
@@ -35,15 +31,16 @@ from envpack.packer.netconfig import (
     local_mirror,
     make_client,
 )
-from envpack.packer.ocipush import Pushed, push_pack
-from envpack.packer.output import HashingWriter, atomic_output, check_output
-from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
-from envpack.packer.packdir import check_directory_output, write_folder
-from envpack.packer.pkgcache import channel_layout, default_caches, find_cached
-from envpack.packer.prefix import plan_prefix
-from envpack.packer.registrypush import PushSession
+from envpack.packer.output import atomic_output, check_output
+from envpack.packer.packcontents import subject
+from envpack.packer.pkgcache import channel_layout, find_cached
 from envpack.packer.sbom import plan_items, sbom_json
 from envpack.packer.wheelcheck import check_plan_wheels
+from envpack.packer.writepack import Layout, write_pack
+
+# Modules only some options need are imported where used: ~0.1 s of every pack's start-up.
+if TYPE_CHECKING:
+    from envpack.packer.ocipush import Pushed
 
 
 @dataclass(frozen=True)
@@ -96,6 +93,9 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
     if options.prefix is None and options.ignore_pip_installed:
         raise UsageError("--ignore-pip-installed only makes sense with --prefix")
     if options.prefix is not None:
+        from envpack.packer.pkgcache import default_caches
+        from envpack.packer.prefix import plan_prefix
+
         caches = [*options.package_caches, *default_caches(options.prefix, os.environ, Path.home())]
         found = plan_prefix(
             options.prefix,
@@ -124,6 +124,8 @@ def _planned(options: PackOptions, reporter: Reporter) -> tuple[Plan, list[Fetch
     for warning in warnings:
         reporter.warn(warning)
     if options.inject:
+        from envpack.packer.inject import inject, injected
+
         plan = inject(plan, [injected(p) for p in options.inject], reporter)
     _check_subdirs(plan)
     check_plan_wheels(plan)
@@ -143,20 +145,34 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     ref = parse_ref(options.registry) if options.registry is not None else None
     plan, local = _planned(options, reporter)
     unpacker = _unpacker(options, plan.platform)
-    app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
+    app = None
+    if options.entrypoint is not None:
+        from envpack.packer import appfile
+
+        app = appfile.prepare(options.entrypoint, plan.platform, unpacker)
     inputs = pack_inputs(options, unpacker)
     if options.directory_only:
+        from envpack.packer.packdir import check_directory_output
+
         check_directory_output(options.output)
     check_output(options.output, inputs, force=options.force and not options.directory_only)
     # Every check that can fail before a download does: the cache, then the output file.
     cache = ensure_cache_dir(options.cache_dir or default_cache_dir())
     # Reached and logged into before a download: a wrong host or password costs nothing.
-    registry = PushSession(ref, options.insecure, reporter, options.mount_from) if ref else None
+    registry = None
+    if ref is not None:
+        from envpack.packer.registrypush import PushSession
+
+        registry = PushSession(ref, options.insecure, reporter, options.mount_from)
     config = load_config(options.network)
     fetch = options.fetch
     if fetch.concurrency is None:
         fetch = replace(fetch, concurrency=download_concurrency(config))
-    fetcher = Fetcher(Cache(cache), client or make_client(config), reporter, fetch)
+    client = client or make_client(config)
+    # To an archive file, cache hits are hashed as they are copied (writepack.py); a pipe, an
+    # app file's check of the packages and a folder's plain copies need them checked first.
+    deferred = options.output is not None and app is None and not options.directory_only
+    fetcher = Fetcher(Cache(cache), client, reporter, fetch, hash_hits=not deferred)
     have = {f.artifact.path for f in local}
     mirrored = [
         replace(d, url=local_mirror(d.url, config.mirrors))
@@ -166,44 +182,39 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     if local:
         reporter.info(f"{len(local)} package files found in package caches")
     if options.directory_only and options.output is not None:
+        from envpack.packer.packdir import write_folder
+
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         manifest, size = write_folder(options.output, plan, fetched, reporter)
         # A folder has no single hash: its manifest names every file's sha256.
         digest = hashlib.sha256(manifest_to_json(manifest)).hexdigest()
         return PackResult(options.output, manifest, digest, size)
     if registry is not None:  # the folder's members, pushed as blobs: what a pull reads back
+        import tempfile
+
+        from envpack.packer.ocipush import push_pack
+        from envpack.packer.packdir import write_folder
+
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         with tempfile.TemporaryDirectory(prefix="envpack-push-", dir=cache) as tmp:
             manifest, _ = write_folder(Path(tmp) / "pack", plan, fetched, reporter)
             reporter.info(f"pushing to {ref}")
             pushed = push_pack(Path(tmp) / "pack", manifest, registry)
         return PackResult(None, manifest, pushed.digest[7:], pushed.size, pushed)
+    by_path = {d.artifact.path: d for d in mirrored}
+    checking = Fetcher(Cache(cache), client, reporter, fetch)  # for a corrupt hit, again
+
+    def refetch(bad: Fetched) -> Fetched:
+        try:
+            return checking.fetch(by_path[bad.artifact.path])
+        except OSError as exc:  # as in _fetch: the fetcher's own reads and writes
+            raise output_error(cache, exc, "writing the download cache") from None
+
+    layout = Layout(options.compression, options.level, unpacker, app)
     with atomic_output(options.output, executable=unpacker is not None) as out:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
-        artifacts = shipped(fetched)
-        # From the verified downloads' hashes: the SBOM states what the archive holds.
-        sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
-        manifest = manifest_for(plan, artifacts, sbom)
         reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
-        offset = 0
-        if unpacker is not None:
-            head_at = 0
-            if app is not None:
-                head_at = out.write(app.prefix(fetched, unpacker.stat().st_size, reporter))
-            head_at += _copy_into(unpacker, out)
-            out.write(head(bytes(32), 0, 0))
-            offset = head_at + TRAILER_SIZE
-        payload = HashingWriter(out)
-        bar = reporter.bar("write", sum(f.size for f in fetched), "B")
-        try:
-            with ArchiveWriter(payload, options.compression, options.level) as writer:
-                write_members(writer, plan, fetched, manifest, sbom, bar)
-        finally:
-            bar.close()
-        if unpacker is not None:
-            out.write(trailer(payload.digest(), offset, payload.size))
-            out.patch(head_at, head(payload.digest(), offset, payload.size))
-        out.flush()
+        manifest = write_pack(out, plan, fetched, layout, reporter, refetch)
         digest = out.hexdigest()
     return PackResult(options.output, manifest, digest, out.size)
 
@@ -216,7 +227,7 @@ def _fetch(
     plan: Plan,
     reporter: Reporter,
 ) -> list[Fetched]:
-    reporter.info(f"fetching {len(mirrored)} artifacts ({_mb(plan.total_size)})")
+    reporter.info(f"fetching {len(mirrored)} artifacts ({plan.total_size / 1e6:.1f} MB)")
     try:
         return [*fetcher.fetch_all(mirrored), *local]
     except OSError as exc:  # the fetcher's own reads and writes are of the cache
@@ -274,12 +285,6 @@ def _unpacker(options: PackOptions, platform: str) -> Path | None:
     return find_unpacker(platform, options.unpacker, search)
 
 
-def _copy_into(source: Path, out: Writable) -> int:
-    with source.open("rb") as fh:
-        shutil.copyfileobj(fh, out, CHUNK)
-    return source.stat().st_size
-
-
 def _check_subdirs(plan: Plan) -> None:
     allowed = {"noarch", plan.platform}
     wrong = [
@@ -292,7 +297,3 @@ def _check_subdirs(plan: Plan) -> None:
             f"packages for another platform than {plan.platform}: {', '.join(wrong)}; "
             "check the lock or the injected files"
         )
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"

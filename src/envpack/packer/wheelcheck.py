@@ -21,7 +21,6 @@ from envpack.core.wheeltags import (
     check_wheels_compatible,
     python_info_from_fields,
 )
-from envpack.target.wheels import verify_wheel
 
 _LOWER_BOUND = re.compile(r">=\s*(\d+(?:\.\d+)*)")
 
@@ -79,6 +78,9 @@ def injected_wheel(path: Path) -> Download:
         name, version, _, _ = parse_wheel_filename(path.name)
     except InvalidWheelFilename as exc:
         raise WheelError(f"--inject {path}: not a wheel file name ({exc})") from None
+    # Loaded here: installer's modules cost every pack ~25 ms of start-up, used by --inject only.
+    from envpack.target.wheels import verify_wheel
+
     try:
         verify_wheel(path)
     except WheelError as exc:
