@@ -44,19 +44,6 @@ PY311 = python_info_from_fields({"version": "3.11.9", "build": "h1234_0_cpython"
 # --- building real wheels ----------------------------------------------------------------------
 
 
-def _wheel_capable_python() -> str | None:
-    """An interpreter with pip, setuptools and wheel, so `pip wheel` works offline."""
-    for candidate in (sys.executable, "/usr/bin/python3"):
-        if not Path(candidate).exists():
-            continue
-        probe = subprocess.run(
-            [candidate, "-c", "import setuptools, wheel, pip"], capture_output=True, check=False
-        )
-        if probe.returncode == 0:
-            return candidate
-    return None
-
-
 def build_wheel(out_dir: Path) -> Path:
     """devtools' tiny wheel, or a skip where no interpreter can build one."""
     if wheelbuild.wheel_capable_python() is None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from devtools.bench.common import BIN, FROZEN, frozen_available, say
-from devtools.bench.measure import Contestant, median, private_fs, race, ratio, sh
+from devtools.bench.common import frozen_available, say
+from devtools.bench.measure import median, private_fs, race, ratio
 from devtools.bench.tables import Section, mb, secs, table, times_x
-from devtools.bench.workspace import Workspace, rattler_cmd, workspace
+from devtools.bench.unpack import RATTLER, unpack_contestants
+from devtools.bench.workspace import Workspace, workspace
 
-RATTLER = "raw rattler.install"
 # (env kind, label in the table, key of its figures)
 ENVS = (
     ("fixture", "fixture env, output on tmpfs", "unpack_fixture_tmpfs"),
@@ -66,29 +66,12 @@ def bench_small(tmp: Path, runs: int) -> Section:
 
 def _race(ws: Workspace, out: Path, runs: int) -> tuple[dict[str, list[float]], list[str]]:
     dest, cache = out / "unpack", out / "rattler-cache"
-    env = dest / "env"
 
     def fresh() -> None:
         shutil.rmtree(dest, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
 
-    check = ws.env_check(env)
-    contestants = [
-        Contestant(
-            "envunpack (venv)",
-            lambda: sh(BIN / "envunpack", ws.archive, "-o", dest, "-q"),
-            fresh,
-            check,
-        ),
-        Contestant(
-            RATTLER, lambda: sh(*rattler_cmd(ws.lock, ws.channel, env, cache)), fresh, check
-        ),
-    ]
-    if frozen_available():
-        frozen = Contestant(
-            "envunpack (frozen)", lambda: sh(FROZEN, ws.archive, "-o", dest, "-q"), fresh, check
-        )
-        contestants.insert(1, frozen)
+    contestants = unpack_contestants(ws, dest, cache, fresh, fresh)
     times = race(contestants, runs)
     fresh()
     return times, [c.name for c in contestants]

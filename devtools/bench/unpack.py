@@ -15,6 +15,45 @@ from devtools.bench.workspace import Workspace, channel_for, rattler_cmd
 from devtools.fixtures.channel import lock_for
 from devtools.httpserver import serve_directory
 
+RATTLER = "raw rattler.install"
+
+
+def unpack_contestants(
+    ws: Workspace,
+    dest: Path,
+    cache: Path,
+    fresh: Callable[[], None],
+    fresh_rattler: Callable[[], None],
+) -> list[Contestant]:
+    """envunpack (venv, and frozen when built) into `dest`/env, and raw rattler.install with
+    its package cache in `cache`: the contestants every unpack table has."""
+    env = dest / "env"
+    check = ws.env_check(env)
+    ours = [
+        Contestant(
+            "envunpack (venv)",
+            lambda: sh(BIN / "envunpack", ws.archive, "-o", dest, "-q"),
+            fresh,
+            check,
+        )
+    ]
+    if frozen_available():
+        ours.append(
+            Contestant(
+                "envunpack (frozen)",
+                lambda: sh(FROZEN, ws.archive, "-o", dest, "-q"),
+                fresh,
+                check,
+            )
+        )
+    rattler = Contestant(
+        RATTLER,
+        lambda: sh(*rattler_cmd(ws.lock, ws.channel, env, cache)),
+        fresh_rattler,
+        check,
+    )
+    return [*ours, rattler]
+
 
 def bench_unpack(ws: Workspace, runs: int) -> Section:
     dest = ws.tmp / "unpack"
@@ -35,18 +74,7 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
     sh("tar", "-C", ws.installed.parent, "-cf", floor, "env")
     check = ws.env_check(env)
     contestants = [
-        Contestant(
-            "envunpack (venv)",
-            lambda: sh(BIN / "envunpack", ws.archive, "-o", dest, "-q"),
-            fresh,
-            check,
-        ),
-        Contestant(
-            "raw rattler.install",
-            lambda: sh(*rattler_cmd(ws.lock, ws.channel, env, ws.tmp / "rattler-cache")),
-            fresh_and_cache,
-            check,
-        ),
+        *unpack_contestants(ws, dest, ws.tmp / "rattler-cache", fresh, fresh_and_cache),
         *(_conda_pack_contestants(ws, env, fresh_env_dir, check) if ws.has_python else []),
         Contestant(
             "tar -xf of the installed env (floor)",
@@ -54,16 +82,6 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
             fresh_env_dir,
         ),
     ]
-    if frozen_available():
-        contestants.insert(
-            1,
-            Contestant(
-                "envunpack (frozen)",
-                lambda: sh(FROZEN, ws.archive, "-o", dest, "-q"),
-                fresh,
-                check,
-            ),
-        )
     say(f"unpack: {len(contestants)} contestants x {runs} runs")
     times = race(contestants, runs)
     fresh()
@@ -83,15 +101,13 @@ def bench_unpack(ws: Workspace, runs: int) -> Section:
             if ws.has_python
             else {}
         ),
-        "unpack_vs_rattler": ratio(times, ours, "raw rattler.install"),
+        "unpack_vs_rattler": ratio(times, ours, RATTLER),
         "unpack_vs_tar": ratio(times, ours, contestants[-1].name),
         "unpack_frozen_vs_venv": (
             ratio(times, "envunpack (frozen)", ours) if frozen_available() else None
         ),
         "unpack_frozen_vs_rattler": (
-            ratio(times, "envunpack (frozen)", "raw rattler.install")
-            if frozen_available()
-            else None
+            ratio(times, "envunpack (frozen)", RATTLER) if frozen_available() else None
         ),
     }
     lines = [
