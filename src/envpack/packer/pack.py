@@ -34,7 +34,8 @@ from envpack.packer.netconfig import (
 from envpack.packer.output import atomic_output, check_output
 from envpack.packer.packcontents import subject
 from envpack.packer.pkgcache import channel_layout, find_cached
-from envpack.packer.sbom import plan_items, sbom_json
+from envpack.packer.sbomitems import plan_items
+from envpack.packer.sbommemo import sbom_for, warm_up
 from envpack.packer.wheelcheck import check_plan_wheels
 from envpack.packer.writepack import Layout, write_pack
 
@@ -181,11 +182,14 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     ]
     if local:
         reporter.info(f"{len(local)} package files found in package caches")
+    # Every output below holds an SBOM: unless one is remembered, its builder is imported
+    # while the downloads run.
+    warm_up(plan_items(plan), subject(plan), cache)
     if options.directory_only and options.output is not None:
         from envpack.packer.packdir import write_folder
 
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
-        manifest, size = write_folder(options.output, plan, fetched, reporter)
+        manifest, size = write_folder(options.output, plan, fetched, reporter, cache)
         # A folder has no single hash: its manifest names every file's sha256.
         digest = hashlib.sha256(manifest_to_json(manifest)).hexdigest()
         return PackResult(options.output, manifest, digest, size)
@@ -197,7 +201,7 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
 
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         with tempfile.TemporaryDirectory(prefix="envpack-push-", dir=cache) as tmp:
-            manifest, _ = write_folder(Path(tmp) / "pack", plan, fetched, reporter)
+            manifest, _ = write_folder(Path(tmp) / "pack", plan, fetched, reporter, cache)
             reporter.info(f"pushing to {ref}")
             pushed = push_pack(Path(tmp) / "pack", manifest, registry)
         return PackResult(None, manifest, pushed.digest[7:], pushed.size, pushed)
@@ -214,7 +218,7 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     with atomic_output(options.output, executable=unpacker is not None) as out:
         fetched = _fetch(fetcher, mirrored, local, cache, plan, reporter)
         reporter.info(f"writing {options.output or 'stdout'} ({options.compression})")
-        manifest = write_pack(out, plan, fetched, layout, reporter, refetch)
+        manifest = write_pack(out, plan, fetched, layout, reporter, refetch, cache)
         digest = out.hexdigest()
     return PackResult(options.output, manifest, digest, out.size)
 
@@ -247,7 +251,7 @@ def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
             f"{len(unhashed)} artifacts have no sha256 in the lock and are listed without one "
             f"(e.g. {unhashed[0]}); a packed archive's SBOM has the hash of what it ships"
         )
-    sbom = sbom_json(plan_items(plan), subject(plan))
+    sbom = sbom_for(plan_items(plan), subject(plan), None)
     with atomic_output(options.output) as out:
         out.write(sbom)
         out.flush()

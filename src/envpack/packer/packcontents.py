@@ -24,7 +24,7 @@ from envpack.core.manifest import FORMAT_VERSION, manifest_to_json, pixi_pack_js
 from envpack.core.models import Artifact, Listed, Manifest, Plan
 from envpack.core.progress import Bar
 from envpack.packer.fetch import Fetched
-from envpack.packer.sbom import Subject
+from envpack.packer.sbomitems import Subject
 
 
 class MemberWriter(Protocol):

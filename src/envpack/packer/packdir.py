@@ -18,7 +18,8 @@ from envpack.core.models import Manifest, Plan
 from envpack.core.progress import Reporter
 from envpack.packer.fetch import Fetched
 from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
-from envpack.packer.sbom import plan_items, sbom_json
+from envpack.packer.sbomitems import plan_items
+from envpack.packer.sbommemo import sbom_for
 
 
 class DirectoryWriter:
@@ -94,11 +95,16 @@ def _fsync_tree(root: Path) -> None:
 
 
 def write_folder(
-    output: Path, plan: Plan, fetched: list[Fetched], reporter: Reporter
+    output: Path,
+    plan: Plan,
+    fetched: list[Fetched],
+    reporter: Reporter,
+    memo: Path | None = None,
 ) -> tuple[Manifest, int]:
-    """The pack's members as the folder `output`, atomically; its manifest and byte count."""
+    """The pack's members as the folder `output`, atomically; its manifest and byte count.
+    `memo`: where SBOMs built before are remembered (sbommemo.py)."""
     artifacts = shipped(fetched)
-    sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
+    sbom = sbom_for(plan_items(plan, artifacts), subject(plan), memo)
     manifest = manifest_for(plan, artifacts, sbom)
     # No path: an image build or a push writes its folder in a temp dir the user never named.
     reporter.info("writing the package files")

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import rattler
@@ -35,53 +34,18 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from envpack import __version__
-from envpack.core.models import Artifact, Plan
+from envpack.core.models import Artifact
+from envpack.packer.sbomitems import Item, Subject, plan_items
 from envpack.packer.urls import redact, strip_credentials
+
+# What an SBOM is made of lives in sbomitems (no cyclonedx there); it is used from here too.
+__all__ = ["Item", "Subject", "channel_of", "plan_items", "purl", "sbom_json"]
 
 # Namespace of the serial numbers: uuid5 over the document's own digest.
 _SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/envpack/envpack/sbom")
 # The nil UUID stands in for the serial while the digest it is derived from is computed.
 _NIL = uuid.UUID(int=0)
 _ROOT_REF = "envpack:environment"
-
-
-@dataclass(frozen=True)
-class Item:
-    """One shipped artifact and what is known about it."""
-
-    artifact: Artifact
-    # Repodata fields of a conda package (depends, license); empty for wheels.
-    record: Mapping[str, object] = field(default_factory=dict)
-    # Where the lock says it comes from (None: unknown); file:// URLs are not recorded.
-    url: str | None = None
-    injected: bool = False
-
-
-@dataclass(frozen=True)
-class Subject:
-    """What the SBOM is of: one environment on one platform."""
-
-    environment: str
-    platform: str
-    lock_sha256: str | None = None
-    source: str = "envpack archive"
-
-
-def plan_items(plan: Plan, artifacts: Sequence[Artifact] | None = None) -> list[Item]:
-    """Items of a plan; `artifacts` (e.g. the manifest's, hashed from the downloaded bytes)
-    replace the lock's artifacts of the same path, so the SBOM states what was shipped."""
-    shipped = {a.path: a for a in artifacts or ()}
-    return [
-        Item(
-            artifact=shipped.get(d.artifact.path, d.artifact),
-            record=d.record,
-            # The lock's URL, not a mirror's: mirrors are the packing machine's business, and
-            # the SBOM must not change with them.
-            url=None if d.injected else d.url,
-            injected=d.injected,
-        )
-        for d in plan.downloads
-    ]
 
 
 def sbom_json(items: Iterable[Item], subject: Subject, tool_version: str = __version__) -> bytes:

@@ -25,7 +25,8 @@ from envpack.packer.appfile import App
 from envpack.packer.fetch import Fetched
 from envpack.packer.output import HashingWriter
 from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
-from envpack.packer.sbom import plan_items, sbom_json
+from envpack.packer.sbomitems import plan_items
+from envpack.packer.sbommemo import sbom_for
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,14 @@ def write_pack(
     layout: Layout,
     reporter: Reporter,
     refetch: Callable[[Fetched], Fetched],
+    memo: Path | None = None,
 ) -> Manifest:
     """Write the whole output; a corrupt cache file is fetched again (`refetch`) and the
-    output rewritten. Each artifact is fetched again at most once: a download is verified."""
+    output rewritten. Each artifact is fetched again at most once: a download is verified.
+    `memo`: where SBOMs built before are remembered (sbommemo.py)."""
     while True:
         try:
-            return _write_once(out, plan, fetched, layout, reporter)
+            return _write_once(out, plan, fetched, layout, reporter, memo)
         except Corrupt as exc:
             bad = exc.item
             reporter.warn(f"cached {bad.artifact.filename} is corrupt; downloading it again")
@@ -106,12 +109,17 @@ def write_pack(
 
 
 def _write_once(
-    out: HashingWriter, plan: Plan, fetched: list[Fetched], layout: Layout, reporter: Reporter
+    out: HashingWriter,
+    plan: Plan,
+    fetched: list[Fetched],
+    layout: Layout,
+    reporter: Reporter,
+    memo: Path | None,
 ) -> Manifest:
     artifacts = shipped(fetched)
     # From the lock's hashes where the files are checked while written (a mismatch rewrites
     # everything), else from the verified downloads': the SBOM states what the archive holds.
-    sbom = sbom_json(plan_items(plan, artifacts), subject(plan))
+    sbom = sbom_for(plan_items(plan, artifacts), subject(plan), memo)
     manifest = manifest_for(plan, artifacts, sbom)
     unpacker, app = layout.unpacker, layout.app
     offset = head_at = 0
