@@ -3,14 +3,17 @@ nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from envpack.core.errors import OutputError
-from envpack.packer.output import atomic_output, check_output, same_file
+from envpack.packer.output import WRITEBACK_PERIOD, atomic_output, check_output, same_file
 
 
 def test_same_file_sees_through_spellings(tmp_path: Path) -> None:
@@ -86,3 +89,37 @@ def test_patch_rewrites_bytes_and_the_digest_follows(tmp_path: Path) -> None:
     assert out.read_bytes() == b"BBBBpayload"
     assert digest == hashlib.sha256(b"BBBBpayload").hexdigest()
     assert out.stat().st_mode & 0o111
+
+
+def _writeback_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "writeback"]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_output_is_flushed_to_disk_while_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    flushed: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        flushed.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    out = tmp_path / "env.tar"
+    with contextlib.suppress(RuntimeError), atomic_output(out) as writer:
+        writer.write(b"x" * 4096)
+        fd = writer.fileno()
+        deadline = time.monotonic() + 5
+        while not flushed and time.monotonic() < deadline:
+            time.sleep(WRITEBACK_PERIOD)
+        assert set(flushed) == {fd}
+        if fails:
+            raise RuntimeError("boom")
+    # The flushing stops with the output, before its file is closed, whatever the ending.
+    assert _writeback_threads() == []
+    count = len(flushed)
+    time.sleep(3 * WRITEBACK_PERIOD)
+    assert len(flushed) == count
+    assert out.exists() != fails

@@ -35,7 +35,7 @@ from envpack.packer.output import atomic_output, check_output
 from envpack.packer.packcontents import subject
 from envpack.packer.pkgcache import channel_layout, find_cached
 from envpack.packer.sbomitems import plan_items
-from envpack.packer.sbommemo import sbom_for, warm_up
+from envpack.packer.sbommemo import warm_up
 from envpack.packer.wheelcheck import check_plan_wheels
 from envpack.packer.writepack import Layout, write_pack
 
@@ -236,26 +236,6 @@ def _fetch(
         return [*fetcher.fetch_all(mirrored), *local]
     except OSError as exc:  # the fetcher's own reads and writes are of the cache
         raise output_error(cache, exc, "writing the download cache") from None
-
-
-def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
-    """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
-    downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
-    if options.registry is not None:
-        raise UsageError("--sbom-only writes a file: give -o FILE, not a registry")
-    plan = make_plan(options, reporter)
-    check_output(options.output, pack_inputs(options, None), force=options.force)
-    unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
-    if unhashed:
-        reporter.warn(
-            f"{len(unhashed)} artifacts have no sha256 in the lock and are listed without one "
-            f"(e.g. {unhashed[0]}); a packed archive's SBOM has the hash of what it ships"
-        )
-    sbom = sbom_for(plan_items(plan), subject(plan), None)
-    with atomic_output(options.output) as out:
-        out.write(sbom)
-        out.flush()
-    return sbom
 
 
 def pack_inputs(options: PackOptions, unpacker: Path | None) -> list[tuple[str, Path]]:

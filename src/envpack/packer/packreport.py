@@ -1,4 +1,5 @@
-"""What `envpack` prints: the plan of a dry run and the result of a pack, as text or JSON."""
+"""What `envpack` prints: the plan of a dry run and the result of a pack, as text or JSON;
+and `--sbom-only`, which writes the SBOM alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from envpack.core.errors import UsageError
 from envpack.core.jsonout import document
 from envpack.core.progress import Reporter
 from envpack.core.textout import columns
-from envpack.packer.pack import PackOptions, PackResult, make_plan, write_sbom
+from envpack.packer.output import atomic_output, check_output
+from envpack.packer.pack import PackOptions, PackResult, make_plan, pack_inputs
+from envpack.packer.packcontents import subject
+from envpack.packer.sbomitems import plan_items
+from envpack.packer.sbommemo import sbom_for
 
 
 def print_plan(options: PackOptions, reporter: Reporter, as_json: bool) -> None:
@@ -83,3 +88,23 @@ def write_sbom_only(
     data = write_sbom(options, reporter)
     if not quiet and options.output is not None:
         print(f"wrote the SBOM to {options.output} ({len(data)} bytes)", file=sys.stderr)
+
+
+def write_sbom(options: PackOptions, reporter: Reporter) -> bytes:
+    """`--sbom-only`: the SBOM of what would be packed, from the lock's hashes; nothing is
+    downloaded. With every hash in the lock it equals the archive's own sbom.cdx.json."""
+    if options.registry is not None:
+        raise UsageError("--sbom-only writes a file: give -o FILE, not a registry")
+    plan = make_plan(options, reporter)
+    check_output(options.output, pack_inputs(options, None), force=options.force)
+    unhashed = [d.artifact.label for d in plan.downloads if not d.artifact.sha256]
+    if unhashed:
+        reporter.warn(
+            f"{len(unhashed)} artifacts have no sha256 in the lock and are listed without one "
+            f"(e.g. {unhashed[0]}); a packed archive's SBOM has the hash of what it ships"
+        )
+    sbom = sbom_for(plan_items(plan), subject(plan), None)
+    with atomic_output(options.output) as out:
+        out.write(sbom)
+        out.flush()
+    return sbom
