@@ -105,6 +105,17 @@ def test_other_inputs_or_other_code_are_other_keys(
     assert len(_memo_files(tmp_path)) == 4
 
 
+def test_sbom_for_waits_for_the_document_warm_up_is_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds = _count_builds(monkeypatch)
+    sbommemo.warm_up(_items(), SUBJECT, tmp_path)
+    assert sbom_for(_items(), SUBJECT, tmp_path) == sbom_json(_items(), SUBJECT)
+    assert len(builds) == 1  # on the thread; sbom_for waited for it and read the memo
+    sbommemo.warm_up(_items(), SUBJECT, tmp_path)  # remembered now: no thread
+    assert sbommemo._BUILDING == {}
+
+
 def test_a_cache_that_takes_no_writes_still_gives_the_document(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
@@ -112,7 +123,7 @@ def test_a_cache_that_takes_no_writes_still_gives_the_document(tmp_path: Path) -
     assert blocked.read_text() == "not a directory"
 
 
-def test_warm_up_imports_the_builder_only_when_nothing_is_remembered(tmp_path: Path) -> None:
+def test_warm_up_builds_on_a_thread_only_when_nothing_is_remembered(tmp_path: Path) -> None:
     code = """
 import sys, threading
 from pathlib import Path
@@ -143,8 +154,10 @@ print("envpack.packer.sbom" in sys.modules, "cyclonedx" in sys.modules)
         )
         return got.stdout.strip()
 
-    assert run() == "True True"  # nothing remembered: imported on the thread
-    sbom_for(_items(), SUBJECT, tmp_path)  # the same items as the code's
+    assert run() == "True True"  # nothing remembered: built on the thread, and remembered
+    assert _memo_files(tmp_path)
+    assert sbom_for(_items(), SUBJECT, tmp_path) == sbom_json(_items(), SUBJECT)
+    assert len(_memo_files(tmp_path)) == 1  # the code's items are these
     assert run() == "False False"  # remembered: the pack never needs cyclonedx
 
 
