@@ -129,18 +129,22 @@ import sys, threading
 from pathlib import Path
 from envpack.core.models import Artifact
 from envpack.packer.sbomitems import Item, Subject
-from envpack.packer.sbommemo import warm_up
+from envpack.packer.sbommemo import sbom_for, warm_up
 memo = Path(sys.argv[1])
 numpy = Artifact(
     "conda", "numpy", "2.2.6", "numpy-2.2.6-0.conda", "a" * 64, None, 10, "0", "linux-64"
 )
 url = "https://c.example/x/linux-64/numpy-2.2.6-0.conda"
 items = [Item(numpy, {"license": "BSD-3-Clause", "depends": []}, url)]
-warm_up(items, Subject("default", "linux-64", "e" * 64), memo)
+subject = Subject("default", "linux-64", "e" * 64)
+warm_up(items, subject, memo)
 for thread in threading.enumerate():
     if thread is not threading.current_thread():
         thread.join()
-print("envpack.packer.sbom" in sys.modules, "cyclonedx" in sys.modules)
+# The thread wrote nothing: a pack that fails now exits leaving no memo half-written.
+written = sorted(p.name for p in memo.rglob("*"))
+print("envpack.packer.sbom" in sys.modules, "cyclonedx" in sys.modules, written)
+sbom_for(items, subject, memo)
 """
     root = Path(__file__).resolve().parent.parent
 
@@ -154,11 +158,11 @@ print("envpack.packer.sbom" in sys.modules, "cyclonedx" in sys.modules)
         )
         return got.stdout.strip()
 
-    assert run() == "True True"  # nothing remembered: built on the thread, and remembered
-    assert _memo_files(tmp_path)
+    assert run() == "True True []"  # nothing remembered: built on the thread
+    (memo,) = _memo_files(tmp_path)  # by sbom_for, which took the thread's document
     assert sbom_for(_items(), SUBJECT, tmp_path) == sbom_json(_items(), SUBJECT)
-    assert len(_memo_files(tmp_path)) == 1  # the code's items are these
-    assert run() == "False False"  # remembered: the pack never needs cyclonedx
+    assert _memo_files(tmp_path) == [memo]  # the code's items are these
+    assert run().startswith("False False ")  # remembered: the pack never needs cyclonedx
 
 
 def test_a_warm_pack_ships_the_same_bytes_as_a_cold_one(

@@ -38,16 +38,20 @@ _SHAPERS = (
 )
 _HEAD = b"sha256:"
 # Documents being built on a thread (warm_up), by memo path: sbom_for waits for its own.
-_BUILDING: dict[Path, threading.Thread] = {}
+# The thread writes no file: a pack that fails exits at once, and leaves no memo half-written.
+_BUILDING: dict[Path, tuple[threading.Thread, list[bytes]]] = {}
 
 
 def sbom_for(items: Sequence[Item], subject: Subject, memo: Path | None) -> bytes:
     """The SBOM document of `items`: remembered in `memo` (a dir) if it was built before."""
     path = _memo_path(items, subject, memo)
     if path is not None:
-        building = _BUILDING.pop(path, None)
-        if building is not None:
-            building.join()
+        thread, built = _BUILDING.pop(path, (None, []))
+        if thread is not None:
+            thread.join()
+        if built:
+            _store(path, built[0])
+            return built[0]
         if (known := _read(path)) is not None:
             return known
     from envpack.packer.sbom import sbom_json
@@ -66,18 +70,19 @@ def warm_up(items: Sequence[Item], subject: Subject, memo: Path) -> None:
     path = _memo_path(items, subject, memo)
     if path is None or path.is_file() or path in _BUILDING:
         return
+    built: list[bytes] = []
     thread = threading.Thread(
-        target=_build, args=(list(items), subject, path), name="sbom", daemon=True
+        target=_build, args=(list(items), subject, built), name="sbom", daemon=True
     )
-    _BUILDING[path] = thread
+    _BUILDING[path] = (thread, built)
     thread.start()
 
 
-def _build(items: list[Item], subject: Subject, path: Path) -> None:
+def _build(items: list[Item], subject: Subject, built: list[bytes]) -> None:
     with contextlib.suppress(Exception):
         from envpack.packer.sbom import sbom_json
 
-        _store(path, sbom_json(items, subject))
+        built.append(sbom_json(items, subject))
 
 
 def _memo_path(items: Sequence[Item], subject: Subject, memo: Path | None) -> Path | None:
@@ -134,5 +139,6 @@ def _store(path: Path, document: bytes) -> None:
                 out.write(_HEAD + hashlib.sha256(document).hexdigest().encode() + b"\n")
                 out.write(document)
             part.replace(path)
-        except OSError:
+        except BaseException:  # a full disk (suppressed below) or a signal: no temp left
             part.unlink(missing_ok=True)
+            raise
