@@ -18,6 +18,7 @@ from rattler.package_streaming import extract
 from devtools.fixtures.channel import FixtureChannel
 from envpack.core.errors import ArchiveError, InstallError
 from envpack.target.extract import Extractor, place
+from envpack.target.pkgcheck import extracted_entries
 
 
 def _packages(channel: FixtureChannel) -> list[Path]:
@@ -77,8 +78,12 @@ def test_same_tree_and_digest_as_rattlers_extract(
         direct = tmp_path / "direct" / path.name
         extract(path, direct)
         assert _tree(dirs[name]) == _tree(direct), path.name
-        # Nothing of the archive is left beside the extracted package: not staged, not piped.
-        assert sorted(p.name for p in dirs[name].parent.iterdir()) == ["pkg"]
+        # Nothing of the archive is left beside the extracted package: not staged, not piped;
+        # only its file list, which is the one read from the package itself.
+        assert sorted(p.name for p in dirs[name].parent.iterdir()) == ["entries.json", "pkg"]
+        (dirs[name].parent / "pkg").rename(tmp_path / "moved")
+        assert ex.entries(name, tmp_path / "moved") == extracted_entries(direct, name)
+        (tmp_path / "moved").rename(dirs[name].parent / "pkg")
 
 
 def test_nothing_is_staged_past_the_budget(fixture_channel: FixtureChannel, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ each package is extracted by a forked child instead. A member is piped straight 
 child (nothing staged, so the extra disk stays a fraction of the packages' size) or, when
 it fits the staging budget, written to a file first, so that a second child can extract it
 while the reader moves on. The reader hashes every byte it passes on; a wrong digest is
-refused before anything links the package, and `rattler.install` then only links.
+refused before anything links the package, and `rattler.install` then only links. Each
+package's file list is made where it was extracted (extractchild.py), for pkgcheck.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from rattler.package_streaming import extract
 
 from envpack.core.errors import ArchiveError, InstallError, cause_text
 from envpack.core.hashing import Readable, hash_stream
+from envpack.target import extractchild
+from envpack.target.pkgcheck import Entry
 
 _NO_SPACE = "(os error 28)"  # how rattler's io errors spell ENOSPC
 # Read-ahead held in RAM while children extract: lets a second child work on a big package
@@ -133,6 +136,7 @@ class Extractor:
         # with rattler loaded): those are extracted here, while the children do big ones.
         try:
             extract(source, dest)
+            extractchild.write_entries(dest, name)
         except Exception as exc:  # noqa: BLE001 - rattler raises one opaque type per cause
             self._failed(name, str(exc).strip().encode())
         finally:
@@ -182,8 +186,8 @@ class Extractor:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
             os.close(job.errors)
-            _die_with(parent, errors_in)
-            _child(source, job.work / "pkg", errors_in, close_in_child)
+            extractchild.die_with(parent, errors_in)
+            extractchild.run(source, job.work / "pkg", job.name, errors_in, close_in_child)
         os.close(errors_in)
         self._jobs[pid] = job
 
@@ -224,6 +228,13 @@ class Extractor:
             raise InstallError(f"could not extract {self._failures[0]}")
         return self.dirs
 
+    def entries(self, name: str, package: Path) -> list[Entry]:
+        """Member `name`'s file list, made where it was extracted; `package` is its directory
+        now (place() renames it), read again only if no list was left."""
+        return extractchild.read_entries(
+            self.dirs[name].parent / extractchild.ENTRIES, package, name
+        )
+
     def abort(self) -> None:
         for pid in self._jobs:
             with suppress(ProcessLookupError):
@@ -235,19 +246,6 @@ class Extractor:
                 self._jobs.pop(next(iter(self._jobs)))
 
 
-def _die_with(parent: int, errors: int) -> None:  # pragma: no cover - runs in the child
-    # A SIGKILLed envunpack must not leave children behind: they would keep writing into
-    # the staging dir and hold its lock (inherited), so the next run could not remove it.
-    # No ctypes (left out of the static build), so no PR_SET_PDEATHSIG: instead the kernel
-    # SIGKILLs this writer when the last reader of its error pipe closes it. That reader is
-    # the parent, and younger children that inherited it, which die the same way first.
-    fcntl.fcntl(errors, fcntl.F_SETOWN, os.getpid())
-    fcntl.fcntl(errors, fcntl.F_SETSIG, signal.SIGKILL)
-    fcntl.fcntl(errors, fcntl.F_SETFL, fcntl.fcntl(errors, fcntl.F_GETFL) | os.O_ASYNC)
-    if os.getppid() != parent:  # it died before the lines above took effect
-        os._exit(1)
-
-
 def _read_all(fd: int) -> bytes:
     chunks = []
     try:
@@ -256,20 +254,6 @@ def _read_all(fd: int) -> bytes:
     finally:
         os.close(fd)
     return b"".join(chunks)
-
-
-def _child(source: Path, dest: Path, errors: int, close: int | None) -> None:  # pragma: no cover
-    code = 1
-    try:
-        if close is not None:
-            os.close(close)  # else this child would hold its own pipe open and never see EOF
-        extract(source, dest)
-        code = 0
-    except BaseException as exc:  # noqa: BLE001 - everything goes to the parent as text
-        with suppress(BaseException):  # the exit code says it failed even if this cannot
-            os.write(errors, (str(exc).strip() or repr(exc)).encode()[:4000])
-    finally:
-        os._exit(code)
 
 
 def place(dirs: dict[str, Path], keys: dict[str, str], cache: Path) -> None:

@@ -28,7 +28,7 @@ from envpack.target.install import (
     records,
     write_history,
 )
-from envpack.target.pkgcheck import check_entries, check_symlinks, extracted_entries
+from envpack.target.pkgcheck import check_entries, check_symlinks
 from envpack.target.receive import Reader, Received, read_manifest
 from envpack.target.sbomread import is_our_sbom, write_copy
 from envpack.target.staging import (
@@ -180,7 +180,7 @@ def _unpack_into(
     place(dirs, keys, cache)
     # Before linking: rattler follows paths.json blindly, so hostile lists never reach it.
     owners = check_entries(
-        (path.rsplit("/", 1)[-1], extracted_entries(cache / key, path))
+        (path.rsplit("/", 1)[-1], extractor.entries(path, cache / key))
         for path, key in sorted(keys.items())
     )
     prefix = staging / "prefix"
