@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -17,6 +18,7 @@ from rattler.package_streaming import extract
 
 from devtools.fixtures.channel import FixtureChannel
 from envpack.core.errors import ArchiveError, InstallError
+from envpack.target import extractchild
 from envpack.target.extract import Extractor, place
 from envpack.target.pkgcheck import extracted_entries
 
@@ -193,3 +195,22 @@ def test_a_child_dies_with_its_sigkilled_parent(
     whole = sum(1 for _ in (tmp_path / "direct").rglob("*"))
     for work in ("0", "1"):
         assert sum(1 for _ in (root / work / "pkg").rglob("*")) < whole
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_a_full_disk_while_listing_files_is_said_as_a_full_disk(
+    fixture_channel: FixtureChannel,
+    tmp_path: Path,
+    mode: Mode,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The file list is a Python write, which spells ENOSPC unlike rattler's io errors.
+    def full(dest: Path, member: str) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest.parent / "entries.json"))
+
+    monkeypatch.setattr(extractchild, "write_entries", full)
+    files = _packages(fixture_channel)[:3]
+    with pytest.raises(OSError) as raised, _extractor(tmp_path / "x", mode) as ex:
+        _feed_all(ex, files)
+        ex.finish()
+    assert raised.value.errno == errno.ENOSPC

@@ -182,8 +182,8 @@ def pack(options: PackOptions, reporter: Reporter, client: Client | None = None)
     ]
     if local:
         reporter.info(f"{len(local)} package files found in package caches")
-    # Every output below holds an SBOM: unless one is remembered, its builder is imported
-    # while the downloads run.
+    # Every output below holds an SBOM: unless one is remembered, the lock's is built on a
+    # thread while the downloads run.
     warm_up(plan_items(plan), subject(plan), cache)
     if options.directory_only and options.output is not None:
         from envpack.packer.packdir import write_folder

@@ -28,7 +28,8 @@ from envpack.core.hashing import Readable, hash_stream
 from envpack.target import extractchild
 from envpack.target.pkgcheck import Entry
 
-_NO_SPACE = "(os error 28)"  # how rattler's io errors spell ENOSPC
+# How ENOSPC reads in rattler's io errors, and in Python's (a file list written beside a package).
+_NO_SPACE = ("(os error 28)", f"[Errno {errno.ENOSPC}]")
 # Read-ahead held in RAM while children extract: lets a second child work on a big package
 # (numpy, scipy, pyarrow: 15-36 MB) while the reader moves on, and stays well inside
 # envunpack's memory budget (~90 MB RSS on the bench env, goal <= 150 MB).
@@ -221,7 +222,7 @@ class Extractor:
         """Wait for every child; member name → its extracted package directory."""
         while self._jobs:
             self._reap_oldest()
-        if any(_NO_SPACE in failure for failure in self._failures):
+        if any(words in failure for failure in self._failures for words in _NO_SPACE):
             # The caller says it the way every full disk is said, with the output dir.
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if self._failures:
