@@ -1,4 +1,6 @@
-"""The archive container: deterministic writing, magic-byte detection, streaming, safe members."""
+"""The archive reader: magic-byte detection, streaming, corruption, safe members.
+
+The writer's own tests are test_archivewrite.py; both use tests/archivesamples.py."""
 
 from __future__ import annotations
 
@@ -10,142 +12,23 @@ import tarfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envpack.core.archive import ZSTD_MAGIC, ArchiveWriter, Compression, check_member, iter_members
+from envpack.core.archive import ZSTD_MAGIC, check_member, iter_members
 from envpack.core.errors import ArchiveError
-
-MEMBERS: list[tuple[str, bytes]] = [
-    ("envpack.json", b'{"format_version": 1}\n'),
-    ("pixi-pack.json", b'{"version": "1"}\n'),
-    ("channel/linux-64/repodata.json", b"{}" * 500),
-    ("channel/linux-64/pkg-1.0-0.conda", random.Random(1).randbytes(70_000)),
-    ("channel/noarch/empty-1.0-0.tar.bz2", b""),
-    ("pypi/" + "long_name_" * 15 + "-1.0-py3-none-any.whl", b"wheel" * 1000),
-]
-
-
-def _write(compression: Compression, members: list[tuple[str, bytes]] = MEMBERS) -> bytes:
-    out = io.BytesIO()
-    with ArchiveWriter(out, compression) as writer:
-        for name, data in members:
-            writer.add_bytes(name, data)
-    return out.getvalue()
-
-
-def _read(data: bytes | BinaryIO) -> list[tuple[str, bytes]]:
-    raw = io.BytesIO(data) if isinstance(data, bytes) else data
-    return [(m.name, m.stream.read()) for m in iter_members(raw)]
-
-
-def _plain_tar(data: bytes) -> bytes:
-    if data.startswith(ZSTD_MAGIC):
-        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
-    return data
-
-
-# --- writing --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("compression", ["zstd", "none"])
-def test_writer_is_deterministic(compression: Compression) -> None:
-    assert _write(compression) == _write(compression)
-
-
-@pytest.mark.parametrize("compression", ["zstd", "none"])
-def test_add_file_equals_add_bytes_whatever_the_source_file(
-    tmp_path: Path, compression: Compression
-) -> None:
-    # A file's own mtime, mode and owner must not reach the archive.
-    sources = []
-    for i, (_, data) in enumerate(MEMBERS):
-        path = tmp_path / f"src{i}"
-        path.write_bytes(data)
-        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
-        path.chmod(0o600 if i % 2 else 0o755)
-        sources.append(path)
-    out = io.BytesIO()
-    with ArchiveWriter(out, compression) as writer:
-        for (name, _), path in zip(MEMBERS, sources, strict=True):
-            writer.add_file(name, path)
-    assert out.getvalue() == _write(compression)
-
-
-@pytest.mark.parametrize("compression", ["zstd", "none"])
-def test_member_metadata_is_fixed(compression: Compression) -> None:
-    with tarfile.open(fileobj=io.BytesIO(_plain_tar(_write(compression))), mode="r:") as tar:
-        infos = tar.getmembers()
-        assert [i.name for i in infos] == [name for name, _ in MEMBERS]  # caller's order kept
-        for info, (_, data) in zip(infos, MEMBERS, strict=True):
-            assert info.isreg()
-            assert info.mtime == 0
-            assert (info.uid, info.gid) == (0, 0)
-            assert (info.uname, info.gname) == ("", "")
-            assert info.mode == 0o644
-            assert info.size == len(data)
-            extracted = tar.extractfile(info)
-            assert extracted is not None
-            assert extracted.read() == data
-
-
-def test_zstd_output_is_zstd_and_none_is_a_plain_tar() -> None:
-    zst = _write("zstd")
-    plain = _write("none")
-    assert zst.startswith(ZSTD_MAGIC)
-    assert not plain.startswith(ZSTD_MAGIC)
-    assert len(plain) % 512 == 0
-    assert _plain_tar(zst) == plain  # same tar inside, only the compression differs
-    # Readable by any tar reader, including the stdlib's own auto-detection.
-    with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
-        assert len(tar.getnames()) == len(MEMBERS)
-
-
-def test_zstd_frame_carries_a_checksum() -> None:
-    params = zstandard.get_frame_parameters(_write("zstd"))
-    assert params.has_checksum
-
-
-def test_compression_level_changes_nothing_but_size() -> None:
-    fast = io.BytesIO()
-    with ArchiveWriter(fast, "zstd", level=1) as writer:
-        for name, data in MEMBERS:
-            writer.add_bytes(name, data)
-    assert _read(fast.getvalue()) == _read(_write("zstd"))
-
-
-class _CountingSink(io.BytesIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def write(self, data: bytes, /) -> int:  # type: ignore[override]
-        self.writes += 1
-        return super().write(data)
-
-
-def test_a_large_member_reaches_the_sink_in_large_writes(tmp_path: Path) -> None:
-    # tarfile's stream cuts into 10 KiB records by default, re-slicing its buffer for each:
-    # 8 MiB would be ~800 writes, and the re-slicing was half of a warm pack's time.
-    big = tmp_path / "big.conda"
-    big.write_bytes(random.Random(1).randbytes(8 << 20))
-    sink = _CountingSink()
-    with ArchiveWriter(sink, "none") as writer:
-        writer.add_file("channel/noarch/big.conda", big)
-    assert sink.writes <= 16, sink.writes
-    assert _read(sink.getvalue()) == [("channel/noarch/big.conda", big.read_bytes())]
-
+from envpack.packer.archivewrite import Compression
+from tests.archivesamples import MEMBERS, read_archive, write_archive
 
 # --- reading --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("compression", ["zstd", "none"])
 def test_round_trip(compression: Compression) -> None:
-    assert _read(_write(compression)) == MEMBERS
+    assert read_archive(write_archive(compression)) == MEMBERS
 
 
 @pytest.mark.parametrize(
@@ -156,9 +39,9 @@ def test_format_is_detected_by_magic_bytes_not_name(
     tmp_path: Path, compression: Compression, name: str
 ) -> None:
     path = tmp_path / name
-    path.write_bytes(_write(compression))
+    path.write_bytes(write_archive(compression))
     with path.open("rb") as fh:
-        assert _read(fh) == MEMBERS
+        assert read_archive(fh) == MEMBERS
 
 
 class _Unseekable(io.RawIOBase):
@@ -188,13 +71,13 @@ class _Unseekable(io.RawIOBase):
 
 @pytest.mark.parametrize("compression", ["zstd", "none"])
 def test_reads_from_a_stream_that_cannot_seek(compression: Compression) -> None:
-    stream = _Unseekable(_write(compression))
-    assert _read(stream) == MEMBERS  # type: ignore[arg-type]
+    stream = _Unseekable(write_archive(compression))
+    assert read_archive(stream) == MEMBERS  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("compression", ["zstd", "none"])
 def test_reads_from_a_real_pipe(compression: Compression) -> None:
-    data = _write(compression)
+    data = write_archive(compression)
     read_fd, write_fd = os.pipe()
 
     def feed() -> None:
@@ -206,13 +89,47 @@ def test_reads_from_a_real_pipe(compression: Compression) -> None:
     thread.start()
     with os.fdopen(read_fd, "rb") as source:
         assert not source.seekable()
-        assert _read(source) == MEMBERS
+        assert read_archive(source) == MEMBERS
     thread.join(timeout=10)
+
+
+# Packs write big members that do not compress in zstd frames of their own
+# (archivewrite.py): the reader reads on across frames, and checks each frame's checksum.
+FRAMED = [
+    ("envpack.json", b"{}"),
+    ("channel/a-1-0.conda", random.Random(3).randbytes(400_000)),
+    ("channel/b-1-0.conda", b"text " * 80_000),
+]
+
+
+def test_an_archive_of_many_frames_reads_whole_through_a_pipe() -> None:
+    data = write_archive("zstd", FRAMED)
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_fd, "wb") as sink:
+            sink.write(data)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    with os.fdopen(read_fd, "rb") as source:
+        assert read_archive(source) == FRAMED
+    thread.join(timeout=10)
+
+
+def test_a_flipped_byte_in_a_middle_frame_is_caught() -> None:
+    data = bytearray(write_archive("zstd", FRAMED))
+    # The fast frame's data: the middle of the incompressible member, stored nearly as is.
+    at = data.find(FRAMED[1][1][200_000:200_032])
+    assert at > 0
+    data[at] ^= 0x01
+    with pytest.raises(ArchiveError):
+        read_archive(bytes(data))
 
 
 def test_members_stream_in_order_without_buffering_the_archive() -> None:
     seen = []
-    for member in iter_members(io.BytesIO(_write("zstd"))):
+    for member in iter_members(io.BytesIO(write_archive("zstd"))):
         seen.append((member.name, member.size))
         assert len(member.stream.read()) == member.size
     assert seen == [(name, len(data)) for name, data in MEMBERS]
@@ -224,7 +141,7 @@ def test_directories_are_skipped() -> None:
         tar.addfile(_info("channel", tarfile.DIRTYPE, mode=0o755))
         data = b"payload"
         tar.addfile(_info("channel/x.conda", size=len(data)), io.BytesIO(data))
-    assert _read(out.getvalue()) == [("channel/x.conda", b"payload")]
+    assert read_archive(out.getvalue()) == [("channel/x.conda", b"payload")]
 
 
 def test_dot_slash_names_are_normalised() -> None:
@@ -232,7 +149,7 @@ def test_dot_slash_names_are_normalised() -> None:
     with tarfile.open(fileobj=out, mode="w") as tar:
         tar.addfile(_info("./envpack.json", size=2), io.BytesIO(b"{}"))
         tar.addfile(_info("channel//./x.conda", size=1), io.BytesIO(b"x"))
-    assert _read(out.getvalue()) == [("envpack.json", b"{}"), ("channel/x.conda", b"x")]
+    assert read_archive(out.getvalue()) == [("envpack.json", b"{}"), ("channel/x.conda", b"x")]
 
 
 # --- corruption -------------------------------------------------------------------------------
@@ -251,7 +168,7 @@ def test_dot_slash_names_are_normalised() -> None:
 )
 def test_garbage_is_an_archive_error(data: bytes) -> None:
     with pytest.raises(ArchiveError):
-        _read(data)
+        read_archive(data)
 
 
 def _data_offset(plain: bytes, name: str) -> int:
@@ -265,53 +182,53 @@ BIG = "channel/linux-64/pkg-1.0-0.conda"
 @pytest.mark.parametrize("compression", ["zstd", "none"])
 def test_truncated_archive_is_an_archive_error(compression: Compression) -> None:
     # Iterating only (members skipped unread): the reader itself must notice the cut.
-    plain = _write("none")
+    plain = write_archive("none")
     data = plain[: _data_offset(plain, BIG) + 30_000]
     if compression == "zstd":
-        data = _write("zstd")[: len(_write("zstd")) // 2]
+        data = write_archive("zstd")[: len(write_archive("zstd")) // 2]
     with pytest.raises(ArchiveError):
         for _ in iter_members(io.BytesIO(data)):
             pass
 
 
 def test_plain_tar_cut_inside_a_header_is_an_archive_error() -> None:
-    plain = _write("none")
+    plain = write_archive("none")
     cut = _data_offset(plain, BIG) - 300  # inside BIG's 512-byte header
     with pytest.raises(ArchiveError):
         for _ in iter_members(io.BytesIO(plain[:cut])):
             pass
 
 
-def test_truncated_member_data_is_an_archive_error_when_read() -> None:
-    plain = _write("none")
+def test_truncated_member_data_is_an_archive_error_whenread_archive() -> None:
+    plain = write_archive("none")
     data = plain[: _data_offset(plain, BIG) + 30_000]
     with pytest.raises(ArchiveError):
-        _read(data)
+        read_archive(data)
 
 
-def test_truncated_zstd_member_data_is_an_archive_error_when_read() -> None:
-    data = _write("zstd")
+def test_truncated_zstd_member_data_is_an_archive_error_whenread_archive() -> None:
+    data = write_archive("zstd")
     with pytest.raises(ArchiveError):
-        _read(data[: len(data) // 2])
+        read_archive(data[: len(data) // 2])
 
 
 def test_flipped_byte_inside_compressed_member_is_detected() -> None:
     # The middle of the incompressible package: decoding succeeds, only the checksum can tell.
-    data = bytearray(_write("zstd"))
+    data = bytearray(write_archive("zstd"))
     data[len(data) // 2] ^= 0x01
     with pytest.raises(ArchiveError):
-        _read(bytes(data))
+        read_archive(bytes(data))
 
 
 def test_every_single_flipped_byte_is_detected() -> None:
-    data = _write("zstd", MEMBERS[:4])
-    original = _read(data)
+    data = write_archive("zstd", MEMBERS[:4])
+    original = read_archive(data)
     missed = []
     for position in range(len(data)):
         corrupt = bytearray(data)
         corrupt[position] ^= 0x01
         try:
-            result = _read(bytes(corrupt))
+            result = read_archive(bytes(corrupt))
         except ArchiveError:
             continue
         if result != original:  # a flip that decodes to the same content is harmless
@@ -326,9 +243,9 @@ def test_every_single_flipped_byte_is_detected() -> None:
     "every artifact is still verified against the manifest",
 )
 def test_missing_zstd_checksum_is_detected() -> None:
-    data = _write("zstd")
+    data = write_archive("zstd")
     with pytest.raises(ArchiveError):
-        _read(data[:-2])
+        read_archive(data[:-2])
 
 
 # --- unsafe members ---------------------------------------------------------------------------
@@ -397,7 +314,7 @@ UNSAFE: dict[str, Callable[[], list[tarfile.TarInfo]]] = {
 def test_unsafe_member_is_refused(tmp_path: Path, case: str, compression: Compression) -> None:
     path = _crafted_tar(tmp_path, UNSAFE[case](), compression)
     with path.open("rb") as fh, pytest.raises(ArchiveError):
-        _read(fh)
+        read_archive(fh)
 
 
 def test_unsafe_member_is_refused_before_the_next_is_yielded(tmp_path: Path) -> None:
@@ -498,7 +415,7 @@ def test_random_real_tars_only_raise_archive_errors(
     except (ValueError, UnicodeError):  # tarfile itself cannot write some names; not our case
         return
     try:
-        for name, _ in _read(out.getvalue()):
+        for name, _ in read_archive(out.getvalue()):
             assert not name.startswith("/") and ".." not in name.split("/")
     except ArchiveError:
         pass
@@ -509,4 +426,4 @@ def test_random_real_tars_only_raise_archive_errors(
 def test_random_bytes_only_raise_archive_errors(data: bytes) -> None:
     for candidate in (data, ZSTD_MAGIC + data):
         with contextlib.suppress(ArchiveError):
-            _read(candidate)
+            read_archive(candidate)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from envpack.core.archive import ArchiveWriter, Compression
 from envpack.core.models import Artifact
+from envpack.packer.archivewrite import ArchiveWriter, Compression
 from envpack.packer.sbom import Item, Subject, sbom_json
 
 GOLDEN = {
@@ -35,6 +35,21 @@ def test_archive_bytes_match_the_golden_digest(compression: Compression) -> None
         writer.add_bytes("channel/noarch/repodata.json", b'{"packages": {}}' * 100)
         writer.add_bytes("channel/noarch/x-1-0.conda", bytes(range(256)) * 4096)
     assert hashlib.sha256(out.getvalue()).hexdigest() == GOLDEN[compression]
+
+
+# Big members that do not compress go in frames of their own at archive.FAST_LEVEL: that
+# frame layout is archive bytes too.
+GOLDEN_FRAMES = "2a40f5c9d909b47956964c04da53f62c9d39e3c26e1f54a98e53ee867152fd24"
+
+
+def test_archive_frames_match_the_golden_digest() -> None:
+    packed = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(10_000))
+    out = io.BytesIO()
+    with ArchiveWriter(out, "zstd", 3) as writer:
+        writer.add_bytes("envpack.json", b'{"format_version": 2}\n')
+        writer.add_bytes("channel/noarch/a-1-0.conda", packed)
+        writer.add_bytes("channel/noarch/b-1-0.conda", bytes(range(256)) * 4096)
+    assert hashlib.sha256(out.getvalue()).hexdigest() == GOLDEN_FRAMES
 
 
 def test_sbom_bytes_match_the_golden_digest() -> None:

@@ -4,8 +4,11 @@ nothing."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from envpack.core.errors import OutputError
-from envpack.packer.output import WRITEBACK_PERIOD, atomic_output, check_output, same_file
+from envpack.packer.output import (
+    WRITEBACK_PERIOD,
+    HashingWriter,
+    atomic_output,
+    check_output,
+    same_file,
+)
 
 
 def test_same_file_sees_through_spellings(tmp_path: Path) -> None:
@@ -123,3 +132,70 @@ def test_the_output_is_flushed_to_disk_while_written(
     time.sleep(3 * WRITEBACK_PERIOD)
     assert len(flushed) == count
     assert out.exists() != fails
+
+
+def _output_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "output"]
+
+
+class _Full(io.RawIOBase):
+    """A file on a disk that fills after `room` bytes."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.kept = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if len(self.kept) + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.kept += data
+        return len(data)
+
+
+def test_the_hash_and_the_bytes_are_those_written_in_order(tmp_path: Path) -> None:
+    chunks = [bytes([i]) * (i * 997) for i in range(64)]  # more than the queue holds
+    out = tmp_path / "env.tar"
+    with atomic_output(out) as writer:
+        for chunk in chunks:
+            writer.write(bytearray(chunk))  # a buffer the caller may reuse is copied
+        digest = writer.hexdigest()
+    assert out.read_bytes() == b"".join(chunks)
+    assert digest == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert _output_threads() == []
+
+
+def test_a_full_disk_is_told_against_the_output_by_the_next_call(tmp_path: Path) -> None:
+    output = tmp_path / "env.tar"
+    writer = HashingWriter(_Full(room=10), output)  # type: ignore[arg-type]
+    writer.write(b"x" * 11)  # queued: the thread meets the full disk
+    with pytest.raises(OutputError, match=f"no space left on the device writing {output}"):
+        for _ in range(1000):  # the write after it, or the flush, reports it
+            writer.write(b"y")
+        writer.flush()
+    writer.close()
+    assert _output_threads() == []
+
+
+def test_a_failure_below_a_nested_writer_reaches_the_outer_caller(tmp_path: Path) -> None:
+    output = tmp_path / "env.run"
+    outer = HashingWriter(_Full(room=10), output)  # type: ignore[arg-type]
+    payload = HashingWriter(outer)  # a self-extractor's payload, hashed on its own
+    with pytest.raises(OutputError, match="no space left on the device"):
+        for _ in range(1000):
+            payload.write(b"z" * 100)
+        payload.digest()
+    payload.close()
+    outer.close()
+    assert _output_threads() == []
+
+
+def test_stdout_output_stops_its_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(sink))
+    with atomic_output(None) as writer:
+        writer.write(b"to a pipe")
+    assert sink.getvalue() == b"to a pipe"
+    assert _output_threads() == []

@@ -1,8 +1,7 @@
-"""The archive container: a deterministic tar, zstd or plain, and a safe streaming reader.
+"""The archive container's safe streaming reader: a tar, zstd (one frame or many) or plain.
 
-Writing is reproducible (sorted by the caller, mtime 0, uid/gid 0, fixed modes, no user
-names). Reading never seeks back, so it works on pipes, and every member is checked before a
-single byte of it is used.
+Reading never seeks back, so it works on pipes, and every member is checked before a single
+byte of it is used. The writer is the packer's (packer/archivewrite.py).
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ import io
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, BinaryIO, Literal, Protocol, cast
+from typing import IO, BinaryIO, Protocol
 
 import zstandard
 
@@ -21,82 +19,10 @@ from envpack.core.layout import CHUNK
 from envpack.core.pathsafety import Unsafe, unsafe
 from envpack.core.pathsafety import parts as path_parts
 
-Compression = Literal["zstd", "none"]
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-DEFAULT_LEVEL = 3
-_FILE_MODE = 0o644
 # tar pads to 10 KiB records (GNU tar, Python) or more with large blocking factors; 1 MiB
 # of zeros after the end marker is generous, more is a bomb feeding on our patience.
 _TRAILING_LIMIT = 1 << 20
-# A pack written as a folder is read in the order the archive writer adds these.
-
-
-# Where an archive goes (a comment, not a docstring: the frozen envunpack carries docstrings).
-class Writable(Protocol):
-    """A file, stdout, or a hashing wrapper."""
-
-    def write(self, data: bytes, /) -> int: ...
-    def flush(self) -> None: ...
-
-
-class ArchiveWriter:
-    """Append members to a tar stream. The caller decides the order; the bytes are stable."""
-
-    def __init__(
-        self, out: Writable, compression: Compression = "zstd", level: int = DEFAULT_LEVEL
-    ) -> None:
-        self._zstd: zstandard.ZstdCompressionWriter | None = None
-        # tarfile's stream mode and zstd's writer only ever call write() and flush().
-        sink = cast(IO[bytes], out)
-        if compression == "zstd":
-            # write_checksum: a flipped byte anywhere in the payload fails decompression.
-            # threads=-1 keeps multi-threaded mode on every machine, whose output does not
-            # depend on the worker count, so archives stay byte-identical across hosts.
-            compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
-            self._zstd = compressor.stream_writer(sink, closefd=False)
-            sink = self._zstd
-        # 1 MiB copies instead of tarfile's 16 KiB, and 1 MiB stream writes instead of 10 KiB
-        # records: tarfile's stream re-slices its whole buffer per record, quadratic in the
-        # copy size (half of a warm pack's time). The bytes are the same: only the writes
-        # into the compressor are cut differently, and zstd's frame does not depend on that.
-        # (open() passes copybufsize on to TarFile; typeshed's overloads do not list it.)
-        self._tar = tarfile.open(  # type: ignore[call-overload]
-            fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK, bufsize=CHUNK
-        )
-
-    def add_bytes(self, name: str, data: bytes) -> None:
-        self._tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
-
-    def add_file(self, name: str, path: Path) -> None:
-        with path.open("rb") as fh:
-            size = fh.seek(0, io.SEEK_END)
-            fh.seek(0)
-            self.add_stream(name, size, fh)
-
-    def add_stream(self, name: str, size: int, source: Readable) -> None:
-        self._tar.addfile(_tarinfo(name, size), source)
-
-    def close(self) -> None:
-        self._tar.close()
-        if self._zstd is not None:
-            self._zstd.close()  # type: ignore[no-untyped-call]
-
-    def __enter__(self) -> ArchiveWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = _FILE_MODE
-    # Fixed metadata: nothing about the packing machine or moment leaks into the bytes.
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 class Readable(Protocol):
@@ -121,8 +47,7 @@ _MEMBER_WORDS = {
 
 # Archives come from anywhere and we often run as root: a member that is absolute, climbs
 # with `..`, is a link (which could redirect a later write), a device, a FIFO, or carries
-# setuid/setgid bits is refused outright rather than sanitised. (A comment, not a docstring,
-# to pay for the writer's add_stream in the frozen envunpack.)
+# setuid/setgid bits is refused outright rather than sanitised.
 def check_member(info: tarfile.TarInfo) -> str:
     """Return the member's normalised name, or raise if it is anything but a safe plain path."""
     name = info.name

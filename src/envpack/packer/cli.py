@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from envpack import __version__
-from envpack.core.archive import DEFAULT_LEVEL, Compression
 from envpack.core.cliutil import (
     InsecureFlag,
     JsonFlag,
@@ -26,6 +25,7 @@ from envpack.core.cliutil import main as run_main
 from envpack.core.errors import EnvpackError
 from envpack.core.progress import Reporter, SilentReporter, TqdmReporter
 from envpack.packer import netopts, ociopts
+from envpack.packer.archivewrite import DEFAULT_LEVEL, Compression
 from envpack.packer.cachedir import DEFAULT_HELP
 
 app = new_app()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -23,7 +24,10 @@ WRITEBACK_PERIOD = 0.02
 class HashingWriter:
     """Hashes what passes through, so the result can report the archive's sha256.
 
-    A failed write (disk full) is reported against the output it was meant for.
+    The hashing and the writing run on a thread of their own (both release the GIL), so
+    the packing thread goes on reading and compressing meanwhile; every call that looks at
+    the output waits for them first. A failed write (disk full) is reported against the
+    output it was meant for, by the next call.
     """
 
     def __init__(self, sink: BinaryIO | HashingWriter, output: Path | None = None) -> None:
@@ -32,18 +36,54 @@ class HashingWriter:
         self._sha = hashlib.sha256()
         self._patched = False
         self.size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self._failed: Exception | None = None
+        self._thread: threading.Thread | None = None
 
-    def write(self, data: bytes) -> int:
-        self._sha.update(data)
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._raise_failure()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="output", daemon=True)
+            self._thread.start()
+        self._queue.put(bytes(data))
         self.size += len(data)
-        try:
-            return self._sink.write(data)
-        except OSError as exc:
-            if self._output is None:
-                raise
-            raise output_error(self._output, exc, "writing") from None
+        return len(data)
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._failed is None:
+                self._sha.update(data)
+                try:
+                    self._sink.write(data)
+                # Whatever it is, the packing thread raises it on its next call: a thread
+                # that died here would leave that thread waiting on the queue for ever.
+                except Exception as exc:  # noqa: BLE001
+                    self._failed = exc
+            self._queue.task_done()
+        self._queue.task_done()
+
+    def _settle(self) -> None:
+        """Wait until every byte given to write() is hashed and written."""
+        self._queue.join()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        failed = self._failed
+        if failed is None:
+            return
+        if self._output is None or not isinstance(failed, OSError):
+            raise failed
+        raise output_error(self._output, failed, "writing") from None
+
+    def close(self) -> None:
+        """Stop the thread (after the output is done with, or given up)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def flush(self) -> None:
+        self._settle()
         self._sink.flush()
 
     def tell(self) -> int:
@@ -56,7 +96,7 @@ class HashingWriter:
         """Overwrite bytes already written (a file, not a pipe: a pipe keeps them as they are)."""
         if self._output is None:
             return
-        self._sink.flush()
+        self.flush()
         os.pwrite(self._sink.fileno(), data, offset)
         self._patched = True
 
@@ -64,7 +104,7 @@ class HashingWriter:
         """Empty the output file to write it again from its first byte (not a pipe's)."""
         if self._output is None or isinstance(self._sink, HashingWriter):
             raise RuntimeError("only an output file can be rewritten")  # pragma: no cover
-        self._sink.flush()
+        self.flush()
         self._sink.seek(0)
         self._sink.truncate()
         self._sha = hashlib.sha256()
@@ -72,10 +112,10 @@ class HashingWriter:
         self.size = 0
 
     def hexdigest(self) -> str:
+        self.flush()
         if not self._patched:
             return self._sha.hexdigest()
         # Patched bytes were hashed as first written: hash the file as it now is.
-        self._sink.flush()
         sha = hashlib.sha256()
         fd, at = self._sink.fileno(), 0
         while chunk := os.pread(fd, CHUNK, at):
@@ -84,7 +124,12 @@ class HashingWriter:
         return sha.hexdigest()
 
     def digest(self) -> bytes:
+        self._settle()
         return self._sha.digest()
+
+
+# Chunks (up to CHUNK each) waiting for the output thread: bounds the memory it may hold.
+_QUEUED = 16
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -124,7 +169,12 @@ def atomic_output(output: Path | None, *, executable: bool = False) -> Iterator[
     cannot be written (read-only, /proc, /sys) before any time is spent.
     """
     if output is None:
-        yield HashingWriter(sys.stdout.buffer)
+        writer = HashingWriter(sys.stdout.buffer)
+        try:
+            yield writer
+            writer.flush()
+        finally:
+            writer.close()
         return
     parent = output.parent
     try:
@@ -136,11 +186,15 @@ def atomic_output(output: Path | None, *, executable: bool = False) -> Iterator[
     tmp = Path(tmp_name)
     raw = os.fdopen(handle, "wb")
     writeback = _Writeback(handle)
+    writer = HashingWriter(raw, output)
     try:
-        yield HashingWriter(raw, output)
+        yield writer
+        writer.flush()
+        writer.close()
         writeback.stop()
         _finish(raw, tmp, output, 0o755 if executable else 0o644)
     except BaseException:
+        writer.close()
         writeback.stop()
         # Closing flushes the buffer, which fails again on a full disk: the first error counts.
         with suppress(OSError):

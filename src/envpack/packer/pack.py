@@ -14,13 +14,13 @@ import rattler
 from packaging.utils import canonicalize_name
 from rattler.networking import Client
 
-from envpack.core.archive import DEFAULT_LEVEL, Compression
 from envpack.core.errors import EnvpackError, LockError, UsageError, output_error
 from envpack.core.manifest import manifest_to_json
 from envpack.core.models import Download, Manifest, Plan
 from envpack.core.ociref import parse_ref
 from envpack.core.progress import Reporter
 from envpack.core.selfextract import find_unpacker
+from envpack.packer.archivewrite import DEFAULT_LEVEL, Compression
 from envpack.packer.cachedir import default_cache_dir, ensure_cache_dir
 from envpack.packer.fetch import Cache, Fetched, Fetcher, FetchOptions
 from envpack.packer.lockfile import find_lock, plan_lock

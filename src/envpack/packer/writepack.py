@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from envpack.core.archive import ArchiveWriter, Compression, Writable
 from envpack.core.layout import CHUNK
 from envpack.core.models import Manifest, Plan
 from envpack.core.progress import Reporter
 from envpack.core.selfextract import TRAILER_SIZE, head, trailer
 from envpack.packer.appfile import App
+from envpack.packer.archivewrite import ArchiveWriter, Compression, Writable
 from envpack.packer.fetch import Fetched
 from envpack.packer.output import HashingWriter
 from envpack.packer.packcontents import manifest_for, shipped, subject, write_members
@@ -140,6 +140,7 @@ def _write_once(
     finally:
         bar.close()
     if payload is not None:
+        payload.close()
         out.write(trailer(payload.digest(), offset, payload.size))
         out.patch(head_at, head(payload.digest(), offset, payload.size))
     out.flush()
