@@ -199,3 +199,10 @@ def test_stdout_output_stops_its_thread(monkeypatch: pytest.MonkeyPatch) -> None
         writer.write(b"to a pipe")
     assert sink.getvalue() == b"to a pipe"
     assert _output_threads() == []
+
+
+def test_the_digest_is_there_after_the_output_is_closed(tmp_path: Path) -> None:
+    out = tmp_path / "image.tar"
+    with atomic_output(out) as writer:
+        writer.write(b"an oci archive")
+    assert writer.hexdigest() == hashlib.sha256(b"an oci archive").hexdigest()

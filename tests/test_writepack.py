@@ -3,7 +3,9 @@ are copied, and a corrupt one is downloaded again before the output is renamed i
 
 from __future__ import annotations
 
+import hashlib
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from envpack.core.progress import SilentReporter
 from envpack.packer.fetch import FetchOptions
 from envpack.packer.pack import PackOptions, pack
 from tests.adversarial.test_pack_signals import _dead_port
+from tests.stubunpacker import build_stub_unpacker
 from tests.test_fetch import RecordingReporter
 
 _opened: Counter[str] | None = None
@@ -111,3 +114,30 @@ def test_a_folder_pack_never_copies_a_corrupt_cached_file(
     copies = {p.read_bytes() for p in (tmp_path / "folder").rglob("*") if p.is_file()}
     assert good in copies and victim.read_bytes() == good
     assert len(result.manifest.artifacts) == len(_cache_files(cache))
+
+
+def test_a_self_extracting_pack_is_rewritten_whole_after_a_corrupt_cached_file(
+    fixture_project: Path, tmp_path: Path
+) -> None:
+    # The payload is hashed and written on a thread of its own: what it still holds when the
+    # corrupt file is found must land before the output is emptied, never after.
+    unpacker = build_stub_unpacker(tmp_path / "stub")
+    cache = tmp_path / "cache"
+
+    def options(name: str) -> PackOptions:
+        return PackOptions(
+            fixture_project,
+            tmp_path / name,
+            cache_dir=cache,
+            create_executable=True,
+            unpacker=unpacker,
+        )
+
+    pack(options("good.sh"), SilentReporter())
+    _flip_a_byte(max(_cache_files(cache), key=lambda p: p.stat().st_size))
+    recording = RecordingReporter()
+    result = pack(options("env.sh"), recording)
+    assert len(recording.warnings) == 1
+    assert (tmp_path / "env.sh").read_bytes() == (tmp_path / "good.sh").read_bytes()
+    assert result.sha256 == hashlib.sha256((tmp_path / "env.sh").read_bytes()).hexdigest()
+    assert [t for t in threading.enumerate() if t.name == "output"] == []

@@ -72,7 +72,13 @@ def main_command(
         typer.Option(help="zstd (default) or none: a plain tar that pixi-unpack also reads."),
     ] = "zstd",
     level: Annotated[
-        int, typer.Option(min=1, max=22, help="zstd level, 1 (fast) to 22.")
+        int,
+        typer.Option(
+            min=1,
+            max=22,
+            help="zstd level, 1 (fast) to 22, for what compresses; big members zstd cannot "
+            "shrink (.conda, wheels) get its fastest level.",
+        ),
     ] = DEFAULT_LEVEL,
     cache: Annotated[
         Path | None,

@@ -112,10 +112,12 @@ class HashingWriter:
         self.size = 0
 
     def hexdigest(self) -> str:
-        self.flush()
+        # Also after the output is finished and its file closed: only a patch needs the file.
+        self._settle()
         if not self._patched:
             return self._sha.hexdigest()
         # Patched bytes were hashed as first written: hash the file as it now is.
+        self._sink.flush()
         sha = hashlib.sha256()
         fd, at = self._sink.fileno(), 0
         while chunk := os.pread(fd, CHUNK, at):

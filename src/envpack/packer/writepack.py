@@ -139,8 +139,11 @@ def _write_once(
             write_members(_Checking(writer, unverified), plan, fetched, manifest, sbom, bar)
     finally:
         bar.close()
+        # Also on a corrupt cache file: what the payload's thread still holds reaches `out`
+        # before `out` is emptied to be written again, never after.
+        if payload is not None:
+            payload.close()
     if payload is not None:
-        payload.close()
         out.write(trailer(payload.digest(), offset, payload.size))
         out.patch(head_at, head(payload.digest(), offset, payload.size))
     out.flush()
