@@ -206,3 +206,40 @@ def test_the_digest_is_there_after_the_output_is_closed(tmp_path: Path) -> None:
     with atomic_output(out) as writer:
         writer.write(b"an oci archive")
     assert writer.hexdigest() == hashlib.sha256(b"an oci archive").hexdigest()
+
+
+def test_a_given_up_pipe_output_does_not_wait_for_a_reader_that_never_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read_fd, write_fd = os.pipe()
+    stdout = io.TextIOWrapper(os.fdopen(write_fd, "wb"))
+    monkeypatch.setattr(sys, "stdout", stdout)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError), atomic_output(None) as writer:
+        for _ in range(10):  # the pipe takes 64 KiB; the thread is stuck in the 2nd write
+            writer.write(b"x" * 65536)
+        raise RuntimeError("interrupted")
+    assert time.monotonic() - started < 5
+    os.close(read_fd)  # the stuck write now fails (EPIPE), and the thread ends
+    deadline = time.monotonic() + 5
+    while _output_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _output_threads() == []
+
+
+def test_a_given_up_file_output_leaves_no_thread_and_no_file(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "env.tar") as writer:
+        for _ in range(40):
+            writer.write(b"y" * 65536)
+        raise RuntimeError("interrupted")
+    assert _output_threads() == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_foreground_writer_hashes_in_the_callers_thread(tmp_path: Path) -> None:
+    with atomic_output(tmp_path / "env.run") as out:
+        payload = HashingWriter(out, background=False)
+        payload.write(b"payload")
+        assert payload.digest() == hashlib.sha256(b"payload").digest()
+        assert len(_output_threads()) == 1  # the output's, none of its own
+    assert (tmp_path / "env.run").read_bytes() == b"payload"

@@ -24,23 +24,42 @@ WRITEBACK_PERIOD = 0.02
 class HashingWriter:
     """Hashes what passes through, so the result can report the archive's sha256.
 
-    The hashing and the writing run on a thread of their own (both release the GIL), so
-    the packing thread goes on reading and compressing meanwhile; every call that looks at
-    the output waits for them first. A failed write (disk full) is reported against the
-    output it was meant for, by the next call.
+    In the background (the output's own writer), the hashing and the writing run on a thread
+    of their own (both release the GIL), so the packing thread goes on reading and
+    compressing meanwhile; every call that looks at the output waits for them first. A
+    failed write (disk full) is reported against the output it was meant for, by the next
+    call. In the foreground (a self-extractor's payload, hashed on its way into the output's
+    writer) it hashes and passes on in the caller's thread.
     """
 
-    def __init__(self, sink: BinaryIO | HashingWriter, output: Path | None = None) -> None:
+    def __init__(
+        self,
+        sink: BinaryIO | HashingWriter,
+        output: Path | None = None,
+        *,
+        background: bool = True,
+    ) -> None:
         self._sink = sink
         self._output = output
         self._sha = hashlib.sha256()
         self._patched = False
         self.size = 0
+        self._background = background
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
         self._failed: Exception | None = None
+        self._dropping = False
         self._thread: threading.Thread | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        if not self._background:
+            self._sha.update(data)
+            self.size += len(data)
+            try:
+                self._sink.write(bytes(data))
+            except OSError as exc:
+                self._failed = exc
+                self._raise_failure()
+            return len(data)
         self._raise_failure()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="output", daemon=True)
@@ -51,7 +70,7 @@ class HashingWriter:
 
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
-            if self._failed is None:
+            if self._failed is None and not self._dropping:
                 self._sha.update(data)
                 try:
                     self._sink.write(data)
@@ -76,10 +95,28 @@ class HashingWriter:
         raise output_error(self._output, failed, "writing") from None
 
     def close(self) -> None:
-        """Stop the thread (after the output is done with, or given up)."""
+        """Stop the thread once everything given to write() is written."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
+            self._thread = None
+
+    def abandon(self, *, wait: bool = True) -> None:
+        """Stop the thread, dropping what it has not written: the output is given up.
+
+        wait=False for a pipe, whose reader may never read again: the thread may be stuck
+        in its write, and a second signal must not be needed to end envpack.
+        """
+        self._dropping = True
+        with suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+                self._queue.task_done()
+        if self._thread is not None:
+            with suppress(queue.Full):
+                self._queue.put_nowait(None)
+            if wait:
+                self._thread.join()
             self._thread = None
 
     def flush(self) -> None:
@@ -175,8 +212,10 @@ def atomic_output(output: Path | None, *, executable: bool = False) -> Iterator[
         try:
             yield writer
             writer.flush()
-        finally:
-            writer.close()
+        except BaseException:
+            writer.abandon(wait=False)
+            raise
+        writer.close()
         return
     parent = output.parent
     try:
@@ -196,7 +235,7 @@ def atomic_output(output: Path | None, *, executable: bool = False) -> Iterator[
         writeback.stop()
         _finish(raw, tmp, output, 0o755 if executable else 0o644)
     except BaseException:
-        writer.close()
+        writer.abandon()
         writeback.stop()
         # Closing flushes the buffer, which fails again on a full disk: the first error counts.
         with suppress(OSError):

@@ -131,7 +131,7 @@ def _write_once(
         offset = head_at + TRAILER_SIZE
     # The payload's own hash only for a self-extracting file's head: hashing every output
     # byte twice (here and in `out`) cost a plain warm pack ~0.2 s of CPU.
-    payload = HashingWriter(out) if unpacker is not None else None
+    payload = HashingWriter(out, background=False) if unpacker is not None else None
     unverified = {f.path: f for f in fetched if not f.verified}
     bar = reporter.bar("write", sum(f.size for f in fetched), "B")
     try:
@@ -139,10 +139,6 @@ def _write_once(
             write_members(_Checking(writer, unverified), plan, fetched, manifest, sbom, bar)
     finally:
         bar.close()
-        # Also on a corrupt cache file: what the payload's thread still holds reaches `out`
-        # before `out` is emptied to be written again, never after.
-        if payload is not None:
-            payload.close()
     if payload is not None:
         out.write(trailer(payload.digest(), offset, payload.size))
         out.patch(head_at, head(payload.digest(), offset, payload.size))
