@@ -60,7 +60,7 @@ class ArchiveWriter:
             head = source.read(_SAMPLE)
             self._frames.use_fast(_packed(head))
             source = _Replay(head, source)
-        self._tar.addfile(_tarinfo(name, size), source)
+        self._tar.addfile(fixed_tarinfo(name, size), source)
 
     def close(self) -> None:
         self._tar.close()
@@ -170,11 +170,15 @@ class _Replay:
         return head[:size]
 
 
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+def fixed_tarinfo(
+    name: str, size: int = 0, *, kind: bytes = tarfile.REGTYPE, mode: int = _FILE_MODE
+) -> tarfile.TarInfo:
+    """A member's header with nothing of the packing machine or moment in it (packs, image
+    layers and OCI archives alike)."""
     info = tarfile.TarInfo(name)
+    info.type = kind
     info.size = size
-    info.mode = _FILE_MODE
-    # Fixed metadata: nothing about the packing machine or moment leaks into the bytes.
+    info.mode = mode
     info.mtime = 0
     info.uid = info.gid = 0
     info.uname = info.gname = ""

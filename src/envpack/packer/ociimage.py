@@ -23,6 +23,7 @@ from envpack import __version__
 from envpack.core.errors import UsageError
 from envpack.core.layout import SBOM_NAME
 from envpack.core.progress import Reporter, SilentReporter
+from envpack.packer.archivewrite import fixed_tarinfo
 from envpack.packer.lockfile import find_lock
 from envpack.packer.ocibase import MANIFEST_MEDIA, BaseImage, base_glibc, oci_platform, read_base
 from envpack.packer.ocilayers import Layer, group, write_blob, write_layer
@@ -276,14 +277,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _info(name: str, kind: bytes, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.size = size
-    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+    return fixed_tarinfo(name, size, kind=kind, mode=0o755 if kind == tarfile.DIRTYPE else 0o644)
 
 
 def _canonical(doc: object) -> bytes:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from envpack.packer.archivewrite import fixed_tarinfo
+
 MAX_LAYERS = 100  # overlayfs' lower-dir limit is 128 (docker: 125); room left for a base
 BUCKETS = 24  # small packages share one of these
 LARGE = 1 << 20  # installed bytes from which a package always gets its own layer
@@ -119,13 +121,7 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
 
 
 def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name.lstrip("/"))
-    info.type = kind
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+    return fixed_tarinfo(name.lstrip("/"), kind=kind, mode=mode)
 
 
 def write_blob(out_dir: Path, data: bytes) -> str:
