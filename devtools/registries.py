@@ -15,6 +15,7 @@ import re
 import shutil
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,30 @@ class PlainRegistry:
     def access(self, since: int = 0) -> list[Access]:
         """The registry's access log: one entry per request, in order, from entry `since`
         (a `len(access())` taken earlier: what one step of a test or bench sent)."""
-        text = self.log.read_text(errors="replace")
+        text = self._settled_log()
         return [
             Access(m["method"], m["path"], int(m["status"]), int(m["size"].replace("-", "0")))
             for m in _ACCESS.finditer(text)
+            if _SETTLE not in m["path"]
         ][since:]
+
+    def _settled_log(self) -> str:
+        """The log once every request the caller has finished is in it.
+
+        The registry writes a request's line after its response is sent, so a client can have
+        a whole blob before its GET is logged (a test read the log in that gap). One more
+        request, marked, and its line awaited, then a moment's quiet: what came before is in.
+        """
+        marker = f"/v2/?{_SETTLE}={time.monotonic_ns()}"
+        with contextlib.suppress(OSError):  # 401 on an auth registry: logged all the same
+            _DIRECT.open(f"http://{self.host}{marker}", timeout=5).close()
+        deadline = time.monotonic() + 5
+        text = self.log.read_text(errors="replace")
+        while marker not in text and time.monotonic() < deadline:
+            time.sleep(0.01)
+            text = self.log.read_text(errors="replace")
+        time.sleep(0.02)
+        return self.log.read_text(errors="replace")
 
     def blob_gets(self, since: int = 0) -> dict[str, int]:
         """digest → bytes served, of every successful blob GET."""
@@ -91,6 +111,10 @@ class Access:
     size: int
 
 
+# No proxy from the environment between us and 127.0.0.1.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The query of the requests that settle the log (access() leaves them out).
+_SETTLE = "envpack-settle"
 _ACCESS = re.compile(
     r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>[0-9]{3}) (?P<size>[0-9]+|-)'
 )
