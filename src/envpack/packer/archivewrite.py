@@ -35,8 +35,7 @@ class ArchiveWriter:
     def __init__(
         self, out: Writable, compression: Compression = "zstd", level: int = DEFAULT_LEVEL
     ) -> None:
-        self._frames = _Frames(out, level) if compression == "zstd" else None
-        self._sink: _Frames | _Plain = self._frames or _Plain(out)
+        self._sink = _Sink(out, level if compression == "zstd" else None)
         # Mode "w", not the stream mode "w|": tarfile then writes each header, member and
         # padding straight into the sink, so the frames can change at member boundaries
         # (the stream mode buffers across them). The bytes are the same tar either way.
@@ -56,9 +55,9 @@ class ArchiveWriter:
             self.add_stream(name, size, fh)
 
     def add_stream(self, name: str, size: int, source: Readable) -> None:
-        if self._frames is not None and size >= _PACKED_FROM:
+        if self._sink.compressed and size >= _PACKED_FROM:
             head = source.read(_SAMPLE)
-            self._frames.use_fast(_packed(head))
+            self._sink.choose_frame(head)
             source = _Replay(head, source)
         self._tar.addfile(fixed_tarinfo(name, size), source)
 
@@ -84,42 +83,48 @@ _PACKED_RATIO = 0.9
 FAST_LEVEL = -1
 
 
-def _packed(head: bytes) -> bool:
-    compressed = zstandard.ZstdCompressor(level=1).compress(head)
-    return len(compressed) >= _PACKED_RATIO * len(head)
-
-
-class _Frames:
-    """The tar stream into zstd frames, one after another: one valid zstd stream.
+class _Sink:
+    """The tar stream on its way out, counted (tarfile asks where it starts): as it is, or
+    into zstd frames one after another, which is one valid zstd stream.
 
     A frame is ended only where the level changes, so an archive with no packed member is
     a single frame, byte for byte what one compressor writes.
     """
 
-    def __init__(self, out: Writable, level: int) -> None:
+    def __init__(self, out: Writable, level: int | None) -> None:
         self._out = out
         # write_checksum: a flipped byte anywhere in the payload fails decompression.
         # threads=-1 keeps multi-threaded mode on every machine, whose output does not
         # depend on the worker count, so archives stay byte-identical across hosts.
         self._compressors = [
             zstandard.ZstdCompressor(level=lvl, write_checksum=True, threads=-1)
-            for lvl in (level, FAST_LEVEL)
+            for lvl in ((level, FAST_LEVEL) if level is not None else ())
         ]
+        self._sampler = zstandard.ZstdCompressor(level=1)
         self._fast = False
         self._frame: zstandard.ZstdCompressionObj | None = None
         self._count = 0
 
-    def use_fast(self, fast: bool) -> None:
+    @property
+    def compressed(self) -> bool:
+        return bool(self._compressors)
+
+    def choose_frame(self, head: bytes) -> None:
+        """The level for the member that starts with `head`: FAST_LEVEL if it is packed."""
+        fast = len(self._sampler.compress(head)) >= _PACKED_RATIO * len(head)
         if fast != self._fast:
             self._end_frame()
             self._fast = fast
 
     def write(self, data: bytes) -> int:
+        self._count += len(data)
+        if not self._compressors:
+            self._out.write(data)
+            return len(data)
         if self._frame is None:
             self._frame = self._compressors[self._fast].compressobj()
         if chunk := self._frame.compress(data):
             self._out.write(chunk)
-        self._count += len(data)
         return len(data)
 
     def tell(self) -> int:
@@ -132,25 +137,6 @@ class _Frames:
         if self._frame is not None:
             self._out.write(self._frame.flush())
             self._frame = None
-
-
-class _Plain:
-    """The tar stream as it is, counted (tarfile asks where it starts)."""
-
-    def __init__(self, out: Writable) -> None:
-        self._out = out
-        self._count = 0
-
-    def write(self, data: bytes) -> int:
-        self._out.write(data)
-        self._count += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._count
-
-    def close(self) -> None:
-        pass
 
 
 class _Replay:
